@@ -1,0 +1,12 @@
+// Command xeno-init: see README.md.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	fmt.Fprintln(os.Stderr, "xeno-init: not built yet in this tree")
+	os.Exit(2)
+}

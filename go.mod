@@ -1,0 +1,3 @@
+module github.com/xeno-hv/xeno
+
+go 1.26

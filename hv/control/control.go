@@ -1,0 +1,149 @@
+// Package control is the wire contract between one hv process and the
+// toolstack: the control-socket messages (JSON lines over a UNIX socket),
+// the exit-status file, and the process exit codes. The hv serves it, the
+// toolstack speaks it; neither imports the other.
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// Commands accepted on the control socket.
+const (
+	CmdStatus   = "status"
+	CmdPause    = "pause"
+	CmdResume   = "resume"
+	CmdShutdown = "shutdown" // ACPI power button: the guest decides
+	CmdReboot   = "reboot"   // guest-visible reset request (i8042-style)
+	CmdDestroy  = "destroy"  // stop now, exit reason "destroyed"
+)
+
+// Request is one line sent to the hv.
+type Request struct {
+	Cmd string `json:"cmd"`
+}
+
+// Response is the hv's one-line answer.
+type Response struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+// States of a running hv.
+const (
+	StateRunning = "running"
+	StatePaused  = "paused"
+	StateBlocked = "blocked" // every vCPU is halted waiting for an interrupt
+)
+
+// Status describes a live domain.
+type Status struct {
+	State     string `json:"state"`
+	Name      string `json:"name"`
+	UUID      string `json:"uuid"`
+	PID       int    `json:"pid"`
+	VCPUs     int    `json:"vcpus"`
+	MemoryMiB int    `json:"memory_mib"`
+	Interface string `json:"interface"` // admitted, e.g. "1.1"
+	Compat    bool   `json:"compat"`
+	UptimeNS  int64  `json:"uptime_ns"`
+	CPUTimeNS int64  `json:"cpu_time_ns"` // summed vCPU thread time
+	// BootTimerNS is the time from process start to the guest's first
+	// write of the boot-timer port, 0 until it happens.
+	BootTimerNS int64 `json:"boot_timer_ns"`
+}
+
+// Exit reasons, in the exit file and as process exit codes.
+const (
+	ReasonPoweroff  = "poweroff"
+	ReasonReboot    = "reboot"
+	ReasonCrash     = "crash"
+	ReasonDestroyed = "destroyed"
+	ReasonError     = "error" // the hv itself failed (bad arguments, no KVM, ...)
+)
+
+// Process exit codes of hv. 0 is a clean poweroff so that shell scripts
+// see a guest that powered off as success.
+const (
+	ExitPoweroff  = 0
+	ExitError     = 1
+	ExitUsage     = 2
+	ExitReboot    = 10
+	ExitCrash     = 11
+	ExitDestroyed = 12
+)
+
+// ExitCode maps a reason to the process exit code.
+func ExitCode(reason string) int {
+	switch reason {
+	case ReasonPoweroff:
+		return ExitPoweroff
+	case ReasonReboot:
+		return ExitReboot
+	case ReasonCrash:
+		return ExitCrash
+	case ReasonDestroyed:
+		return ExitDestroyed
+	}
+	return ExitError
+}
+
+// ReasonForCode is the inverse of ExitCode, for a caller that has only
+// the exit code (the exit file may be missing after kill -9).
+func ReasonForCode(code int) string {
+	switch code {
+	case ExitPoweroff:
+		return ReasonPoweroff
+	case ExitReboot:
+		return ReasonReboot
+	case ExitCrash:
+		return ReasonCrash
+	case ExitDestroyed:
+		return ReasonDestroyed
+	}
+	return ReasonError
+}
+
+// Exit is written, atomically, to ExitFile(control socket) when hv ends.
+type Exit struct {
+	Reason string    `json:"reason"`
+	Detail string    `json:"detail,omitempty"` // e.g. the crash's register dump summary
+	Code   int       `json:"code"`
+	Time   time.Time `json:"time"`
+}
+
+// ExitFile is where the hv whose control socket is sock writes its Exit.
+func ExitFile(sock string) string {
+	return filepath.Join(filepath.Dir(sock), "exit.json")
+}
+
+// Call sends one request and reads one response.
+func Call(sock string, cmd string, timeout time.Duration) (*Response, error) {
+	c, err := net.DialTimeout("unix", sock, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("control: %s: %w", sock, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
+		return nil, fmt.Errorf("control: %s: send %s: %w", sock, cmd, err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("control: %s: read reply to %s: %w", sock, cmd, err)
+	}
+	var r Response
+	if err := json.Unmarshal(line, &r); err != nil {
+		return nil, fmt.Errorf("control: %s: bad reply to %s: %w", sock, cmd, err)
+	}
+	if !r.OK {
+		return &r, fmt.Errorf("control: %s: %s: %s", sock, cmd, r.Error)
+	}
+	return &r, nil
+}
