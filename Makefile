@@ -63,7 +63,7 @@ unit:
 # The whole suite: lint, then every Go test, unit and end-to-end. The
 # end-to-end tests find the binaries and guests in bin/ and test/guests/.
 test: deps build lint $(TEST_PREREQS)
-	XENO_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 70m ./...
+	XENO_REQUIRE_TOOLS=1 XENO_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 70m ./...
 
 bench: deps build $(TEST_PREREQS) $(BENCH_TARGETS)
 

@@ -1,0 +1,102 @@
+// Package testenv holds the few facts that end-to-end tests share: where
+// the built binaries are, and whether this machine has KVM and the outside
+// tools. A test that cannot run here skips with the reason; under
+// `make test` (XENO_REQUIRE_TOOLS=1) a missing tool that `make deps`
+// should have installed is a failure, not a skip.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bin returns the path of a built xeno binary (hv, xl, xeno, xeno-init)
+// from XENO_BIN, which `make test` sets after building them with the
+// release stamps. Without it the test skips: a plain `go test` cannot know
+// which release to stamp.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("XENO_BIN")
+	if dir == "" {
+		t.Skipf("XENO_BIN is not set; run `make test` to build %s first", name)
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: %s: %v (XENO_BIN=%s)", name, err, dir)
+	}
+	return p
+}
+
+// RequireKVM skips unless /dev/kvm can be opened read-write.
+func RequireKVM(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("needs /dev/kvm: %v", err)
+	}
+	f.Close()
+}
+
+// HardwareKVM reports whether KVM here is backed by VT-x or AMD-V, where
+// an unmodified Linux reaches init in seconds. On the software kvm_pvm it
+// is false, with the reason.
+func HardwareKVM() (bool, string) {
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false, "cannot read /proc/cpuinfo: " + err.Error()
+	}
+	flags := ""
+	for _, line := range strings.Split(string(cpuinfo), "\n") {
+		if strings.HasPrefix(line, "flags") {
+			flags = " " + line + " "
+			break
+		}
+	}
+	hasFlag := strings.Contains(flags, " vmx ") || strings.Contains(flags, " svm ")
+	_, errIntel := os.Stat("/sys/module/kvm_intel")
+	_, errAMD := os.Stat("/sys/module/kvm_amd")
+	if !hasFlag || (errIntel != nil && errAMD != nil) {
+		why := "no vmx/svm in /proc/cpuinfo or neither kvm_intel nor kvm_amd is loaded"
+		if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+			why += " (KVM here is the software kvm_pvm, where Linux cannot reach init in useful time; see docs/kvm-notes.md)"
+		}
+		return false, why
+	}
+	return true, ""
+}
+
+// RequireHardwareKVM skips unless HardwareKVM.
+func RequireHardwareKVM(t testing.TB) {
+	t.Helper()
+	RequireKVM(t)
+	if ok, why := HardwareKVM(); !ok {
+		t.Skip("needs hardware KVM: " + why)
+	}
+}
+
+// RequireCmd returns the path of an outside tool. It skips when the tool
+// is missing, unless XENO_REQUIRE_TOOLS=1, where it fails.
+func RequireCmd(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("XENO_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s is missing although make deps should have installed it", name)
+		}
+		t.Skipf("needs %s (run make deps): %v", name, err)
+	}
+	return p
+}
+
+// RequireRoot skips unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if unix.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+}
