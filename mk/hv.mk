@@ -1,0 +1,30 @@
+# The hypervisor's micro-guests (test/guests) and benchmarks.
+#
+# Every test/guests/NAME.S becomes test/guests/NAME.bin: a bzImage-format
+# micro-guest linked with the shared runtime test/guests/lib/head.S.
+# Guests added by other areas need no rule of their own.
+
+DEB_PKGS += gcc binutils libc6-dev qemu-system-x86
+
+GUEST_SRCS := $(wildcard test/guests/*.S)
+GUEST_BINS := $(GUEST_SRCS:.S=.bin)
+GUEST_LIB  := test/guests/lib/head.S test/guests/lib/xtf.h test/guests/lib/guest.ld
+GUEST_CC   := gcc -nostdlib -static -no-pie -ffreestanding -Wl,--build-id=none \
+	-Wl,--no-warn-rwx-segments -Wl,-T,test/guests/lib/guest.ld
+
+TEST_PREREQS += guests
+
+.PHONY: guests bench-hv
+# Keep the ELF beside the .bin: objdump -d test/guests/NAME.elf explains a crash dump.
+.SECONDARY: $(GUEST_SRCS:.S=.elf)
+guests: $(GUEST_BINS)
+
+test/guests/%.elf: test/guests/%.S $(GUEST_LIB)
+	$(GUEST_CC) -Itest/guests -o $@ test/guests/lib/head.S $<
+
+test/guests/%.bin: test/guests/%.elf
+	objcopy -O binary $< $@
+
+BENCH_TARGETS += bench-hv
+bench-hv: guests bin/hv
+	XENO_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/hv/
