@@ -1,0 +1,534 @@
+// Package recipes reads xeno's image recipes (TOML), checks every value
+// with errors that say file:line, and reads and writes their lock files.
+// docs/recipes.md documents every key.
+package recipes
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+)
+
+// Size limits: a recipe is a short text, and every file it places in an
+// image is read into memory once.
+const (
+	MaxRecipeSize = 1 << 20
+	MaxFileSize   = 64 << 20
+)
+
+// Recipe is one parsed and validated recipe.
+type Recipe struct {
+	Path string `toml:"-"` // the file it was read from
+	Dir  string `toml:"-"` // its directory: [[files]] sources are relative to it
+
+	Name      string `toml:"name"`
+	Epoch     int64  `toml:"epoch"`
+	Seed      string `toml:"seed"`
+	Interface string `toml:"interface"`
+
+	HV        HV        `toml:"hv"`
+	Kernel    Kernel    `toml:"kernel"`
+	Packages  []Package `toml:"packages"`
+	Go        []GoProg  `toml:"go"`
+	Files     []File    `toml:"files"`
+	Init      Init      `toml:"init"`
+	Initramfs Initramfs `toml:"initramfs"`
+	Outputs   []Output  `toml:"outputs"`
+
+	lines keyLines
+}
+
+// HV pins the hv line: "1.2" (any stable 1.2.x), "1.2.3" or "1.3.0-dev".
+type HV struct {
+	Release string `toml:"release"`
+}
+
+// Kernel is the Debian linux-image package to boot, pinned by version and
+// the .deb's sha256.
+type Kernel struct {
+	Package string `toml:"package"`
+	Version string `toml:"version"`
+	SHA256  string `toml:"sha256"`
+	Cmdline string `toml:"cmdline"`
+}
+
+// Package is a Debian package to take files from.
+type Package struct {
+	Name    string   `toml:"name"`
+	Version string   `toml:"version"`
+	SHA256  string   `toml:"sha256"`
+	Paths   []string `toml:"paths"` // files or directories inside the package
+	Dest    string   `toml:"dest"`  // directory in the image that Paths go under (default "/")
+	// BusyboxLinks makes a symlink to /bin/busybox for every applet that
+	// the package's busybox lists.
+	BusyboxLinks bool `toml:"busybox_links"`
+	// Boot names bootloader files the image writers use, not the
+	// initramfs: role -> path inside the package.
+	Boot map[string]string `toml:"boot"`
+}
+
+// Boot roles and the image format that needs each.
+const (
+	BootIsolinuxBin    = "isolinux_bin"
+	BootLdlinuxC32     = "ldlinux_c32"
+	BootIsohdpfxBin    = "isohdpfx_bin"
+	BootSystemdBootEFI = "systemd_boot_efi"
+)
+
+var bootRoles = map[string]bool{BootIsolinuxBin: true, BootLdlinuxC32: true, BootIsohdpfxBin: true, BootSystemdBootEFI: true}
+
+// GoProg is a Go program of this module compiled into the image.
+type GoProg struct {
+	Package string `toml:"package"` // "./cmd/xeno-init"
+	Dest    string `toml:"dest"`    // "/init"
+}
+
+// File is a file written into the initramfs from the recipe itself.
+type File struct {
+	Path     string `toml:"path"`
+	Contents string `toml:"contents"`
+	Source   string `toml:"source"`
+	Mode     int64  `toml:"mode"`
+}
+
+// Init is what xeno-init runs once the system is up; the builder writes it
+// to /etc/xeno/init.toml.
+type Init struct {
+	Run []string `toml:"run"`
+}
+
+// Initramfs says how the initramfs is made.
+type Initramfs struct {
+	Compression string   `toml:"compression"`
+	Modules     []string `toml:"modules"`
+}
+
+// Output is one artefact to write.
+type Output struct {
+	Format string `toml:"format"`
+}
+
+// Output formats and the file each writes (NAME + suffix).
+const (
+	FormatKernelInitrd = "kernel+initrd"
+	FormatISO          = "iso"
+	FormatRawEFI       = "raw-efi"
+)
+
+// Error is a problem in a recipe or lock file, at a line.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+// Line returns the line of a key path such as "packages.0.sha256".
+func (r *Recipe) Line(key string) int { return r.lines.line(key) }
+
+// Errorf makes an Error at the line of key.
+func (r *Recipe) Errorf(key, format string, args ...any) error {
+	return &Error{File: r.Path, Line: r.Line(key), Msg: fmt.Sprintf(format, args...)}
+}
+
+// LoadFile reads, parses and validates the recipe at file, including that
+// every [[files]] source exists and is within MaxFileSize.
+func LoadFile(file string) (*Recipe, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("recipes: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("recipes: %w", err)
+	}
+	if st.Size() > MaxRecipeSize {
+		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("recipe is %d bytes, more than the limit of %d", st.Size(), MaxRecipeSize)}
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
+		return nil, fmt.Errorf("recipes: %s: %w", file, err)
+	}
+	r, err := Parse(file, b)
+	if err != nil {
+		return nil, err
+	}
+	r.Dir = filepath.Dir(file)
+	for i, fl := range r.Files {
+		if fl.Source == "" {
+			continue
+		}
+		key := fmt.Sprintf("files.%d.source", i)
+		st, err := os.Stat(r.SourcePath(fl))
+		if err != nil {
+			return nil, r.Errorf(key, "source %q: %v", fl.Source, errors.Unwrap(err))
+		}
+		if !st.Mode().IsRegular() {
+			return nil, r.Errorf(key, "source %q is not a regular file", fl.Source)
+		}
+		if st.Size() > MaxFileSize {
+			return nil, r.Errorf(key, "source %q is %d bytes, more than the limit of %d", fl.Source, st.Size(), MaxFileSize)
+		}
+	}
+	return r, nil
+}
+
+// SourcePath is where a [[files]] source lives on the host.
+func (r *Recipe) SourcePath(f File) string {
+	if filepath.IsAbs(f.Source) {
+		return f.Source
+	}
+	return filepath.Join(r.Dir, f.Source)
+}
+
+var tomlLine = regexp.MustCompile(`^toml: line (\d+)[^:]*: `)
+
+// Parse parses and validates a recipe; file names it in errors.
+func Parse(file string, data []byte) (*Recipe, error) {
+	if len(data) > MaxRecipeSize {
+		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("recipe is %d bytes, more than the limit of %d", len(data), MaxRecipeSize)}
+	}
+	r := &Recipe{Path: file, lines: scanLines(string(data))}
+	md, err := toml.Decode(string(data), r)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			line := pe.Position.Line
+			if line == 0 {
+				line = r.lines.line(pe.LastKey)
+			}
+			return nil, &Error{File: file, Line: line, Msg: pe.Message}
+		}
+		msg := err.Error()
+		if m := tomlLine.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return nil, &Error{File: file, Line: n, Msg: strings.TrimPrefix(msg, m[0])}
+		}
+		return nil, &Error{File: file, Line: 1, Msg: strings.TrimPrefix(msg, "toml: ")}
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		k := un[0].String()
+		// A key of the free-form boot table is checked in validate.
+		return nil, r.Errorf(k, "unknown key %q", k)
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	debNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	// Debian policy 5.6.12: [epoch:]upstream[-revision].
+	debVersionRE = regexp.MustCompile(`^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$`)
+	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	goPkgRE      = regexp.MustCompile(`^\./[A-Za-z0-9_./-]+$`)
+	moduleRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+)
+
+// Limits on list lengths, so that a recipe cannot ask for absurd work.
+const (
+	maxPackages = 64
+	maxPaths    = 256
+	maxFiles    = 1024
+	maxModules  = 256
+	maxEpoch    = 1<<33 - 1 // cpio's mtime is 11 octal digits
+)
+
+func (r *Recipe) validate() error {
+	if r.Name == "" {
+		return r.Errorf("name", "missing required key name")
+	}
+	if !nameRE.MatchString(r.Name) {
+		return r.Errorf("name", "name %q: want lower-case letters, digits, '.', '_' or '-', at most 64", r.Name)
+	}
+	if r.Epoch <= 0 || r.Epoch > maxEpoch {
+		return r.Errorf("epoch", "epoch %d: want seconds since 1970, 1..%d (missing keys read as 0)", r.Epoch, maxEpoch)
+	}
+	if r.Seed == "" {
+		return r.Errorf("seed", "missing required key seed (it derives the disk and file-system ids)")
+	}
+	if r.Interface != "" {
+		in, err := abi.ParseInterface(r.Interface)
+		if err != nil {
+			return r.Errorf("interface", "%v", err)
+		}
+		if !abi.Known(in) {
+			return r.Errorf("interface", "interface %s is not in the interface table", in)
+		}
+	}
+	if r.HV.Release == "" {
+		return r.Errorf("hv.release", "missing required key hv.release (e.g. \"1.2\")")
+	}
+	if _, err := ParseHVPin(r.HV.Release); err != nil {
+		return r.Errorf("hv.release", "%v", err)
+	}
+	k := r.Kernel
+	if k.Package == "" {
+		return r.Errorf("kernel.package", "missing required key kernel.package")
+	}
+	if err := checkDeb("kernel", k.Package, k.Version, k.SHA256, r); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(k.Package, "linux-image-") {
+		return r.Errorf("kernel.package", "kernel package %q is not a linux-image-* package", k.Package)
+	}
+	if len(k.Cmdline) > 2048 {
+		return r.Errorf("kernel.cmdline", "cmdline is %d bytes, the boot protocol allows 2047", len(k.Cmdline))
+	}
+	if len(r.Packages) > maxPackages {
+		return r.Errorf("packages", "%d packages, at most %d", len(r.Packages), maxPackages)
+	}
+	seen := map[string]bool{k.Package: true}
+	roles := map[string]bool{}
+	for i, p := range r.Packages {
+		key := fmt.Sprintf("packages.%d", i)
+		if p.Name == "" {
+			return r.Errorf(key+".name", "missing required key name in [[packages]]")
+		}
+		if err := checkDeb(key, p.Name, p.Version, p.SHA256, r); err != nil {
+			return err
+		}
+		if seen[p.Name] {
+			return r.Errorf(key+".name", "package %s is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		if len(p.Paths) == 0 && len(p.Boot) == 0 {
+			return r.Errorf(key, "package %s: give paths = [...] or a boot table, or it adds nothing", p.Name)
+		}
+		if len(p.Paths) > maxPaths {
+			return r.Errorf(key+".paths", "%d paths, at most %d", len(p.Paths), maxPaths)
+		}
+		for _, pa := range p.Paths {
+			if err := checkAbs(pa); err != nil {
+				return r.Errorf(key+".paths", "path %q: %v", pa, err)
+			}
+		}
+		if p.Dest != "" {
+			if err := checkAbs(p.Dest); err != nil {
+				return r.Errorf(key+".dest", "dest %q: %v", p.Dest, err)
+			}
+		}
+		for role, pa := range p.Boot {
+			if !bootRoles[role] {
+				return r.Errorf(key+".boot."+role, "unknown boot role %q (want %s)", role, strings.Join(sortedKeys(bootRoles), ", "))
+			}
+			if roles[role] {
+				return r.Errorf(key+".boot."+role, "boot role %s given twice", role)
+			}
+			roles[role] = true
+			if err := checkAbs(pa); err != nil {
+				return r.Errorf(key+".boot."+role, "path %q: %v", pa, err)
+			}
+		}
+	}
+	dests := map[string]string{}
+	claim := func(dest, key string) error {
+		if prev, ok := dests[dest]; ok {
+			return r.Errorf(key, "%s is already written by %s (line %d)", dest, prev, r.Line(prev))
+		}
+		dests[dest] = key
+		return nil
+	}
+	for i, g := range r.Go {
+		key := fmt.Sprintf("go.%d", i)
+		if !goPkgRE.MatchString(g.Package) || strings.Contains(g.Package, "..") {
+			return r.Errorf(key+".package", "package %q: want a package path of this module such as \"./cmd/xeno-init\"", g.Package)
+		}
+		if err := checkAbs(g.Dest); err != nil {
+			return r.Errorf(key+".dest", "dest %q: %v", g.Dest, err)
+		}
+		if err := claim(g.Dest, key+".dest"); err != nil {
+			return err
+		}
+	}
+	if len(r.Files) > maxFiles {
+		return r.Errorf("files", "%d files, at most %d", len(r.Files), maxFiles)
+	}
+	for i, f := range r.Files {
+		key := fmt.Sprintf("files.%d", i)
+		if err := checkAbs(f.Path); err != nil {
+			return r.Errorf(key+".path", "path %q: %v", f.Path, err)
+		}
+		if (f.Contents == "") == (f.Source == "") {
+			return r.Errorf(key, "file %s: give exactly one of contents or source", f.Path)
+		}
+		if len(f.Contents) > MaxFileSize {
+			return r.Errorf(key+".contents", "contents are %d bytes, more than the limit of %d", len(f.Contents), MaxFileSize)
+		}
+		if f.Mode < 0 || f.Mode > 0o7777 {
+			return r.Errorf(key+".mode", "mode %#o: want permission bits such as 0o644", f.Mode)
+		}
+		if err := claim(f.Path, key+".path"); err != nil {
+			return err
+		}
+	}
+	if len(r.Init.Run) > 0 && !path.IsAbs(r.Init.Run[0]) {
+		return r.Errorf("init.run", "run %q: the program must be an absolute path", r.Init.Run[0])
+	}
+	switch r.Initramfs.Compression {
+	case "":
+		r.Initramfs.Compression = "gzip"
+	case "gzip", "zstd", "none":
+	default:
+		return r.Errorf("initramfs.compression", "compression %q: want gzip, zstd or none", r.Initramfs.Compression)
+	}
+	if len(r.Initramfs.Modules) > maxModules {
+		return r.Errorf("initramfs.modules", "%d modules, at most %d", len(r.Initramfs.Modules), maxModules)
+	}
+	for _, m := range r.Initramfs.Modules {
+		if !moduleRE.MatchString(m) {
+			return r.Errorf("initramfs.modules", "module name %q: want a name such as virtio_blk", m)
+		}
+	}
+	if len(r.Outputs) == 0 {
+		return r.Errorf("outputs", "no [[outputs]]: give at least one format (kernel+initrd, iso, raw-efi)")
+	}
+	formats := map[string]bool{}
+	for i, o := range r.Outputs {
+		key := fmt.Sprintf("outputs.%d.format", i)
+		switch o.Format {
+		case FormatKernelInitrd:
+		case FormatISO:
+			for _, role := range []string{BootIsolinuxBin, BootLdlinuxC32, BootIsohdpfxBin} {
+				if !roles[role] {
+					return r.Errorf(key, "format iso needs a package with boot.%s", role)
+				}
+			}
+		case FormatRawEFI:
+			if !roles[BootSystemdBootEFI] {
+				return r.Errorf(key, "format raw-efi needs a package with boot.%s", BootSystemdBootEFI)
+			}
+		case "":
+			return r.Errorf(key, "missing required key format in [[outputs]]")
+		default:
+			return r.Errorf(key, "format %q: want kernel+initrd, iso or raw-efi", o.Format)
+		}
+		if formats[o.Format] {
+			return r.Errorf(key, "format %s is listed twice", o.Format)
+		}
+		formats[o.Format] = true
+	}
+	return nil
+}
+
+func checkDeb(key, name, version, sha string, r *Recipe) error {
+	if !debNameRE.MatchString(name) {
+		return r.Errorf(key+".name", "package name %q is not a Debian package name", name)
+	}
+	if version == "" {
+		return r.Errorf(key+".version", "missing required key version for %s (pin the exact Debian version)", name)
+	}
+	if !debVersionRE.MatchString(version) || len(version) > 128 {
+		return r.Errorf(key+".version", "version %q of %s is not a Debian version", version, name)
+	}
+	if sha == "" {
+		return r.Errorf(key+".sha256", "missing required key sha256 for %s (the .deb's sha256; apt-cache show %s=%s prints it)", name, name, version)
+	}
+	if !sha256RE.MatchString(sha) {
+		return r.Errorf(key+".sha256", "sha256 %q of %s: want 64 lower-case hex digits", sha, name)
+	}
+	return nil
+}
+
+// checkAbs accepts a clean absolute path inside the image.
+func checkAbs(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case !strings.HasPrefix(p, "/"):
+		return errors.New("must be absolute")
+	case path.Clean(p) != p:
+		return fmt.Errorf("not clean (want %q)", path.Clean(p))
+	case len(p) > 1024:
+		return errors.New("longer than 1024 bytes")
+	case strings.ContainsAny(p, "\x00\n"):
+		return errors.New("contains NUL or newline")
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HVPin is a parsed [hv] release: a whole stable line, or one release.
+type HVPin struct {
+	Line    bool // "1.2": any stable 1.2.x
+	Release abi.Release
+}
+
+// ParseHVPin reads "1.2", "1.2.3" or "1.3.0-dev".
+func ParseHVPin(s string) (HVPin, error) {
+	if strings.Count(s, ".") == 1 {
+		in, err := abi.ParseInterface(s)
+		if err != nil || in.Dev {
+			return HVPin{}, fmt.Errorf("hv release %q: want a stable line such as \"1.2\", a release \"1.2.3\" or a dev release \"1.3.0-dev\"", s)
+		}
+		return HVPin{Line: true, Release: abi.Release{Major: in.Major, Minor: in.Minor}}, nil
+	}
+	rel, err := abi.ParseRelease(s)
+	if err != nil {
+		return HVPin{}, fmt.Errorf("hv release %q: want a stable line such as \"1.2\", a release \"1.2.3\" or a dev release \"1.3.0-dev\"", s)
+	}
+	return HVPin{Release: rel}, nil
+}
+
+// Matches reports whether release rel satisfies the pin.
+func (p HVPin) Matches(rel abi.Release) bool {
+	if p.Line {
+		return !rel.Dev && rel.Major == p.Release.Major && rel.Minor == p.Release.Minor
+	}
+	return rel == p.Release
+}
+
+func (p HVPin) String() string {
+	if p.Line {
+		return fmt.Sprintf("%d.%d", p.Release.Major, p.Release.Minor)
+	}
+	return p.Release.String()
+}
+
+// Debs lists every Debian input: the kernel first, then [[packages]] in
+// recipe order.
+func (r *Recipe) Debs() []Deb {
+	out := []Deb{{Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: r.Kernel.SHA256, Key: "kernel"}}
+	for i, p := range r.Packages {
+		out = append(out, Deb{Name: p.Name, Version: p.Version, SHA256: p.SHA256, Key: fmt.Sprintf("packages.%d", i)})
+	}
+	return out
+}
+
+// Deb is one pinned Debian package; Key is its place in the recipe.
+type Deb struct {
+	Name, Version, SHA256 string
+	Key                   string
+}
+
+// Has reports whether the recipe asks for an output format.
+func (r *Recipe) Has(format string) bool {
+	for _, o := range r.Outputs {
+		if o.Format == format {
+			return true
+		}
+	}
+	return false
+}
