@@ -1,12 +1,179 @@
-// Command hv: see README.md.
+// Command hv runs one xeno domain: see docs/hv.md.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
+	"time"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/vm"
 )
 
+type diskFlags []vm.Disk
+
+func (d *diskFlags) String() string { return fmt.Sprint(*d) }
+func (d *diskFlags) Set(s string) error {
+	path, opt, _ := strings.Cut(s, ",")
+	if path == "" {
+		return errors.New("empty disk path")
+	}
+	switch opt {
+	case "", "rw":
+		*d = append(*d, vm.Disk{Path: path})
+	case "ro":
+		*d = append(*d, vm.Disk{Path: path, ReadOnly: true})
+	default:
+		return fmt.Errorf("disk %q: option %q is not ro or rw", s, opt)
+	}
+	return nil
+}
+
+// usageError is a bad command line: exit code control.ExitUsage.
+type usageError struct{ error }
+
 func main() {
-	fmt.Fprintln(os.Stderr, "hv: not built yet in this tree")
-	os.Exit(2)
+	start := time.Now()
+	os.Exit(run(start, os.Args[1:], os.Stderr))
+}
+
+func run(start time.Time, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hv", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		kernel    = fs.String("kernel", "", "kernel: a bzImage, or a vmlinux ELF with --boot elf")
+		initrd    = fs.String("initrd", "", "initramfs")
+		cmdline   = fs.String("cmdline", "", "kernel command line")
+		memory    = fs.Int("memory", 256, "guest memory in MiB")
+		vcpus     = fs.Int("vcpus", 1, "number of vCPUs")
+		console   = fs.String("console", "stdio", "console: stdio, pty or unix:PATH")
+		ctl       = fs.String("control", "", "control socket path; the exit file goes beside it")
+		name      = fs.String("name", "", "domain name")
+		uuid      = fs.String("uuid", "", "domain UUID")
+		iface     = fs.String("interface", "", "the guest's interface, MAJOR.MINOR[-dev@BUILD]; default: the hv's own")
+		unchecked = fs.Bool("unchecked-interface", false, "TESTS ONLY: start even if --interface is refused, presenting the hv's native interface")
+		boot      = fs.String("boot", "auto", "bzimage, elf or auto (elf where KVM emulates kernel mode, else bzimage)")
+		disks     diskFlags
+	)
+	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return control.ExitUsage
+	}
+	exit := func(e control.Exit) int {
+		if *ctl != "" {
+			if err := vm.WriteExit(*ctl, e); err != nil {
+				fmt.Fprintf(stderr, "hv: %v\n", err)
+			}
+		}
+		return e.Code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "hv: %v\n", err)
+		code := control.ExitError
+		var u usageError
+		if errors.As(err, &u) {
+			code = control.ExitUsage
+		}
+		return exit(control.Exit{Reason: control.ReasonError, Detail: err.Error(), Code: code, Time: time.Now().UTC()})
+	}
+	if fs.NArg() > 0 {
+		return fail(usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))})
+	}
+	if *kernel == "" {
+		return fail(usageError{errors.New("--kernel is required")})
+	}
+	if *memory < 16 || *memory > 1<<20 {
+		return fail(usageError{fmt.Errorf("--memory %d: want 16 to 1048576 MiB", *memory)})
+	}
+
+	build := abi.Current()
+	admitted, compat, err := admit(build, *iface, *unchecked, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	kind := vm.BootKind(*boot)
+	switch kind {
+	case vm.BootBzImage, vm.BootELF, vm.BootAuto:
+	default:
+		return fail(usageError{fmt.Errorf("--boot %q: want bzimage, elf or auto", *boot)})
+	}
+	kb, err := os.ReadFile(*kernel)
+	if err != nil {
+		return fail(fmt.Errorf("kernel: %w", err))
+	}
+	img, err := vm.OpenImageAuto(*kernel, kb, kind)
+	if err != nil {
+		return fail(err)
+	}
+	var rd []byte
+	if *initrd != "" {
+		if rd, err = os.ReadFile(*initrd); err != nil {
+			return fail(fmt.Errorf("initrd: %w", err))
+		}
+	}
+	cl := *cmdline
+	if extra := vm.KernelWorkarounds(img); extra != "" {
+		cl = strings.TrimSpace(cl + " " + extra)
+	}
+
+	con, err := vm.OpenConsole(*console)
+	if err != nil {
+		return fail(err)
+	}
+	defer con.Close()
+	if con.Path != "" {
+		fmt.Fprintf(stderr, "hv: console on %s\n", con.Path)
+	}
+	var srv *vm.ControlServer
+	if *ctl != "" {
+		if srv, err = vm.ListenControl(*ctl); err != nil {
+			return fail(err)
+		}
+		defer srv.Close()
+	}
+	v, err := vm.New(vm.Config{
+		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks,
+		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
+		Console: con, Log: stderr, Start: start,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer v.Close()
+	con.SetInput(v.ConsoleInput)
+	if srv != nil {
+		go srv.Serve(v)
+	}
+	e := v.Run()
+	fmt.Fprintf(stderr, "hv: domain ended: %s\n", e.Reason)
+	return exit(e)
+}
+
+// admit applies the interface policy of hv/abi to --interface.
+func admit(build abi.Build, iface string, unchecked bool, stderr io.Writer) (abi.Interface, bool, error) {
+	native := build.Release.Interface()
+	if native.Dev {
+		native.BuildID = build.BuildID
+	}
+	if iface == "" {
+		return native, false, nil
+	}
+	g, err := abi.ParseInterface(iface)
+	if err != nil {
+		return abi.Interface{}, false, usageError{fmt.Errorf("--interface: %w", err)}
+	}
+	d := abi.Admit(build, g)
+	if d.Verdict == abi.Refuse {
+		if unchecked {
+			fmt.Fprintf(stderr, "hv: --unchecked-interface: starting anyway with the native interface %s: %s\n", native.Short(), d.Reason)
+			return native, false, nil
+		}
+		return abi.Interface{}, false, errors.New(d.Reason)
+	}
+	return d.Admitted, d.Verdict == abi.Compat, nil
 }

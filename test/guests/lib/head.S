@@ -40,8 +40,10 @@ boot_flag:	.word 0xaa55
 	.long 2047			/* cmdline_size */
 	.long 0				/* hardware_subarch */
 	.quad 0				/* hardware_subarch_data */
+	/* The "payload" is the protected-mode code itself, stored raw:
+	 * loaders that only bound-check it accept the guest. */
 	.long 0				/* payload_offset */
-	.long 0				/* payload_length */
+	.long _pm_file_size		/* payload_length */
 	.quad 0				/* setup_data */
 	.quad XTF_LOAD_ADDR		/* pref_address */
 	.long _init_size		/* init_size */

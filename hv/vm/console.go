@@ -1,0 +1,216 @@
+package vm
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConsoleRing is how much recent output a unix-socket console keeps for
+// clients that connect late (xl console after boot).
+const ConsoleRing = 64 << 10
+
+// Console is the domain console: it receives UART and console-port output
+// and delivers host input to the UART.
+type Console struct {
+	Path string // the pty or socket path, "" for stdio
+
+	mu      sync.Mutex
+	out     io.Writer // stdio or pty master; nil for a socket
+	ring    []byte
+	clients map[net.Conn]chan []byte
+	input   func([]byte)
+	ln      net.Listener
+	closers []io.Closer
+}
+
+// OpenConsole opens "stdio", "pty" or "unix:PATH".
+func OpenConsole(spec string) (*Console, error) {
+	c := &Console{clients: make(map[net.Conn]chan []byte)}
+	switch {
+	case spec == "" || spec == "stdio":
+		c.out = os.Stdout
+		go c.pump(os.Stdin)
+	case spec == "pty":
+		master, path, err := openPTY()
+		if err != nil {
+			return nil, err
+		}
+		c.out, c.Path = master, path
+		c.closers = append(c.closers, master)
+		go c.pump(master)
+	case strings.HasPrefix(spec, "unix:"):
+		path := strings.TrimPrefix(spec, "unix:")
+		ln, err := listenUnix(path)
+		if err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+		c.ln, c.Path = ln, path
+		go c.accept()
+	default:
+		return nil, fmt.Errorf("console: %q: want stdio, pty or unix:PATH", spec)
+	}
+	return c, nil
+}
+
+// SetInput sets where host input goes (the UART).
+func (c *Console) SetInput(f func([]byte)) {
+	c.mu.Lock()
+	c.input = f
+	c.mu.Unlock()
+}
+
+func (c *Console) deliver(p []byte) {
+	c.mu.Lock()
+	f := c.input
+	c.mu.Unlock()
+	if f != nil {
+		f(p)
+	}
+}
+
+func (c *Console) pump(r io.Reader) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			c.deliver(append([]byte(nil), buf[:n]...))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Write takes guest output.
+func (c *Console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out != nil {
+		return c.out.Write(p)
+	}
+	c.ring = append(c.ring, p...)
+	if len(c.ring) > ConsoleRing {
+		c.ring = append(c.ring[:0], c.ring[len(c.ring)-ConsoleRing:]...)
+	}
+	for conn, ch := range c.clients {
+		select {
+		case ch <- append([]byte(nil), p...):
+		default:
+			// A client that does not read loses its connection rather
+			// than stall the guest.
+			conn.Close()
+			delete(c.clients, conn)
+		}
+	}
+	return len(p), nil
+}
+
+func (c *Console) accept() {
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			return
+		}
+		ch := make(chan []byte, 1024)
+		c.mu.Lock()
+		ch <- append([]byte(nil), c.ring...)
+		c.clients[conn] = ch
+		c.mu.Unlock()
+		go func() {
+			for p := range ch {
+				if _, err := conn.Write(p); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			c.pump(conn)
+			c.mu.Lock()
+			if _, ok := c.clients[conn]; ok {
+				delete(c.clients, conn)
+				close(ch)
+			}
+			c.mu.Unlock()
+			conn.Close()
+		}()
+	}
+}
+
+// Close stops the console and removes its socket.
+func (c *Console) Close() {
+	if c.ln != nil {
+		c.ln.Close()
+		os.Remove(c.Path)
+	}
+	c.mu.Lock()
+	for conn, ch := range c.clients {
+		conn.Close()
+		close(ch)
+		delete(c.clients, conn)
+	}
+	c.mu.Unlock()
+	for _, cl := range c.closers {
+		cl.Close()
+	}
+}
+
+// listenUnix listens on a UNIX socket of mode 0600, replacing a stale
+// socket file but never a live one.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if conn, err := net.Dial("unix", path); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("%s is in use by a live process", path)
+		}
+		os.Remove(path)
+	}
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// openPTY opens a pseudo-terminal in raw mode and returns its master and
+// the slave's path.
+func openPTY() (*os.File, string, error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("console: %w", err)
+	}
+	unlock := int32(0)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		m.Close()
+		return nil, "", fmt.Errorf("console: unlock pty: %w", e)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		return nil, "", fmt.Errorf("console: pty number: %w", err)
+	}
+	path := fmt.Sprintf("/dev/pts/%d", n)
+	if t, err := unix.IoctlGetTermios(int(m.Fd()), unix.TCGETS); err == nil {
+		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		t.Oflag &^= unix.OPOST
+		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		_ = unix.IoctlSetTermios(int(m.Fd()), unix.TCSETS, t)
+	}
+	return m, path, nil
+}

@@ -1,0 +1,75 @@
+package vm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/xeno-hv/xeno/hv/control"
+)
+
+// crash ends the domain with reason crash and a register dump of c, on
+// stderr and in the exit file's detail.
+func (v *VM) crash(c *vcpu, why string) {
+	detail := fmt.Sprintf("vCPU %d: %s", c.c.ID, why)
+	if dump := v.dump(c); dump != "" {
+		detail += "\n" + dump
+	}
+	v.logf("crash: %s", detail)
+	v.stop(control.ReasonCrash, detail)
+}
+
+func (v *VM) dump(c *vcpu) string {
+	r, err := c.c.Regs()
+	if err != nil {
+		return err.Error()
+	}
+	s, err := c.c.Sregs()
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "RIP=%016x RSP=%016x RFLAGS=%08x\n", r.RIP, r.RSP, r.RFLAGS)
+	fmt.Fprintf(&b, "RAX=%016x RBX=%016x RCX=%016x RDX=%016x\n", r.RAX, r.RBX, r.RCX, r.RDX)
+	fmt.Fprintf(&b, "RSI=%016x RDI=%016x RBP=%016x R8=%016x\n", r.RSI, r.RDI, r.RBP, r.R8)
+	fmt.Fprintf(&b, "CR0=%08x CR2=%016x CR3=%016x CR4=%08x EFER=%x CS=%04x(l=%d)",
+		s.CR0, s.CR2, s.CR3, s.CR4, s.EFER, s.CS.Selector, s.CS.L)
+	rip := r.RIP + s.CS.Base
+	if pa, ok := v.translate(s.CR0, s.CR3, s.CR4, rip); ok {
+		if code, ok := v.mem.Slice(pa, 16); ok {
+			fmt.Fprintf(&b, "\ncode at RIP (gpa %#x): % x", pa, code)
+		}
+	}
+	return b.String()
+}
+
+// translate walks the guest's 4-level page tables (read-only, bounded to
+// RAM) to find the physical address of linear address va.
+func (v *VM) translate(cr0, cr3, cr4, va uint64) (uint64, bool) {
+	const pg, pae = 1 << 31, 1 << 5
+	if cr0&pg == 0 {
+		return va, true
+	}
+	if cr4&pae == 0 {
+		return 0, false // 32-bit paging: not used by xeno guests
+	}
+	table := cr3 &^ 0xfff
+	for level := 3; level >= 0; level-- {
+		idx := (va >> (12 + 9*uint(level))) & 0x1ff
+		e, ok := v.mem.Slice(table+8*idx, 8)
+		if !ok {
+			return 0, false
+		}
+		pte := binary.LittleEndian.Uint64(e)
+		if pte&1 == 0 {
+			return 0, false
+		}
+		addr := pte & 0x000ffffffffff000
+		if level > 0 && level < 3 && pte&0x80 != 0 {
+			size := uint64(1) << (12 + 9*uint(level))
+			return addr&^(size-1) | va&(size-1), true
+		}
+		table = addr
+	}
+	return table | va&0xfff, true
+}

@@ -1,0 +1,128 @@
+package vm
+
+import (
+	"sync"
+	"time"
+)
+
+// i8042 is the PS/2 controller as far as Linux's probe and reset go: the
+// self-test, the command byte, and the reset pulse (0xfe to port 0x64,
+// or an output-port write with bit 0 clear) which reboots the domain. No
+// keyboard or mouse is attached.
+type i8042 struct {
+	mu      sync.Mutex
+	out     []byte // bytes for the guest on port 0x60
+	ctr     byte   // controller command byte
+	pending byte   // command awaiting its data byte on port 0x60
+	reset   func()
+}
+
+const (
+	i8042StatusOBF    = 0x01
+	i8042StatusSystem = 0x04
+	i8042StatusCmd    = 0x08
+)
+
+func (k *i8042) read(port uint16) byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if port == 0x64 {
+		s := byte(i8042StatusSystem)
+		if len(k.out) > 0 {
+			s |= i8042StatusOBF
+		}
+		return s
+	}
+	if len(k.out) == 0 {
+		return 0
+	}
+	b := k.out[0]
+	k.out = k.out[1:]
+	return b
+}
+
+func (k *i8042) write(port uint16, v byte) {
+	k.mu.Lock()
+	if port == 0x60 {
+		cmd := k.pending
+		k.pending = 0
+		switch cmd {
+		case 0x60:
+			k.ctr = v
+		case 0xd1: // write output port: bit 0 low holds the CPU in reset
+			if v&1 == 0 {
+				k.mu.Unlock()
+				k.reset()
+				return
+			}
+		}
+		k.mu.Unlock()
+		return
+	}
+	switch {
+	case v == 0x20:
+		k.out = append(k.out[:0], k.ctr)
+	case v == 0x60 || v == 0xd1:
+		k.pending = v
+	case v == 0xaa: // controller self-test
+		k.out = append(k.out[:0], 0x55)
+	case v == 0xab || v == 0xa9: // port tests: passed
+		k.out = append(k.out[:0], 0x00)
+	case v == 0xfe || (v >= 0xf0 && v&1 == 0): // pulse output bit 0: reset
+		k.mu.Unlock()
+		k.reset()
+		return
+	}
+	k.mu.Unlock()
+}
+
+// rtc is a read-only MC146818 CMOS clock giving the host's UTC time, so
+// that Linux's clock read does not spin on a missing chip.
+type rtc struct {
+	mu  sync.Mutex
+	idx byte
+}
+
+func (r *rtc) write(port uint16, v byte) {
+	if port == 0x70 {
+		r.mu.Lock()
+		r.idx = v & 0x7f
+		r.mu.Unlock()
+	}
+}
+
+func (r *rtc) read(port uint16) byte {
+	r.mu.Lock()
+	idx := r.idx
+	r.mu.Unlock()
+	if port == 0x70 {
+		return 0xff
+	}
+	bcd := func(n int) byte { return byte(n/10<<4 | n%10) }
+	now := time.Now().UTC()
+	switch idx {
+	case 0x00:
+		return bcd(now.Second())
+	case 0x02:
+		return bcd(now.Minute())
+	case 0x04:
+		return bcd(now.Hour())
+	case 0x06:
+		return bcd(int(now.Weekday()) + 1)
+	case 0x07:
+		return bcd(now.Day())
+	case 0x08:
+		return bcd(int(now.Month()))
+	case 0x09:
+		return bcd(now.Year() % 100)
+	case 0x32:
+		return bcd(now.Year() / 100)
+	case 0x0a:
+		return 0x26 // divider set, update not in progress
+	case 0x0b:
+		return 0x02 // 24-hour, BCD
+	case 0x0d:
+		return 0x80 // battery good
+	}
+	return 0
+}

@@ -1,0 +1,491 @@
+// Package vm is one xeno domain: guest memory, the boot loaders, the
+// vCPU threads, the port and MMIO bus with its devices, and the exit
+// status. cmd/hv builds a Config from its flags and calls Run.
+package vm
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/kvm"
+	"github.com/xeno-hv/xeno/hv/uart"
+)
+
+// Addresses KVM needs for Intel VMX's real-mode support: three pages of
+// TSS and one identity-map page, just below the IOAPIC window so they
+// never overlap RAM.
+const (
+	tssAddr      = 0xfeffd000
+	identityAddr = 0xfeffc000
+)
+
+// Config is everything a domain is made of.
+type Config struct {
+	Image     *Image
+	Initrd    []byte
+	Cmdline   string
+	MemoryMiB int
+	VCPUs     int
+	Disks     []Disk
+	Name      string
+	UUID      string
+
+	Build    abi.Build
+	Admitted abi.Interface // what the hv presents to this guest
+	Compat   bool          // admitted in compat mode
+
+	Console io.Writer // UART and console-port output
+	Log     io.Writer // hv diagnostics (stderr)
+	Start   time.Time // process start, for the boot timer
+}
+
+// Disk is one virtio-blk backing file.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// VM is a running domain.
+type VM struct {
+	cfg   Config
+	sys   *kvm.System
+	vm    *kvm.VM
+	mem   *Memory
+	vcpus []*vcpu
+	load  LoadInfo
+	e820  []E820Entry
+
+	uart  *uart.UART
+	i8042 i8042
+	rtc   rtc
+	xeno  *xenoPorts
+	dev   devices
+	unk   unknownLog
+
+	consoleMu sync.Mutex
+
+	started   time.Time
+	bootTimer atomic.Int64
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	paused  bool
+	nParked int
+	exit    *control.Exit
+	done    chan struct{}
+}
+
+type vcpu struct {
+	c   *kvm.VCPU
+	tid atomic.Int32
+}
+
+// New creates the domain: KVM objects, memory, devices, the loaded kernel
+// and the vCPUs' boot state. Nothing runs until Run.
+func New(cfg Config) (_ *VM, err error) {
+	if cfg.VCPUs < 1 || cfg.VCPUs > 64 {
+		return nil, fmt.Errorf("vm: %d vCPUs: want 1 to 64", cfg.VCPUs)
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	v := &VM{cfg: cfg, done: make(chan struct{}), started: time.Now()}
+	v.cond = sync.NewCond(&v.mu)
+	v.unk.log = cfg.Log
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	if v.sys, err = kvm.Open(); err != nil {
+		return nil, err
+	}
+	if v.vm, err = v.sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err = v.vm.SetTSSAddr(tssAddr); err != nil {
+		return nil, err
+	}
+	if err = v.vm.SetIdentityMapAddr(identityAddr); err != nil {
+		return nil, err
+	}
+	if err = v.vm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err = v.vm.CreatePIT2(); err != nil {
+		return nil, err
+	}
+	if v.mem, err = NewMemory(uint64(cfg.MemoryMiB) << 20); err != nil {
+		return nil, err
+	}
+	for i, r := range v.mem.regions() {
+		if err = v.vm.SetMemory(uint32(i), r.gpa, r.mem); err != nil {
+			return nil, err
+		}
+	}
+
+	v.uart = uart.New(cfg.Console, v.irq(4))
+	v.i8042.reset = func() { v.stop(control.ReasonReboot, "i8042 reset (0xfe to port 0x64)") }
+	v.xeno = newXenoPorts(v)
+	acpiSize, rsdp, err := v.setupPlatform()
+	if err != nil {
+		return nil, err
+	}
+	v.e820 = v.mem.E820(acpiSize)
+	if v.load, err = load(v.mem, cfg.Image, cfg.Initrd, cfg.Cmdline, v.e820, rsdp); err != nil {
+		return nil, err
+	}
+	if err = v.createVCPUs(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// E820 is the memory map given to the guest.
+func (v *VM) E820() []E820Entry { return v.e820 }
+
+// irq returns a device's interrupt line on GSI n.
+func (v *VM) irq(n uint32) func(bool) {
+	return func(level bool) {
+		if err := v.vm.IRQLine(n, level); err != nil {
+			v.logf("irq %d: %v", n, err)
+		}
+	}
+}
+
+func (v *VM) logf(format string, args ...any) {
+	fmt.Fprintf(v.cfg.Log, "hv: "+format+"\n", args...)
+}
+
+// ConsoleInput feeds host bytes to the guest's UART.
+func (v *VM) ConsoleInput(p []byte) { v.uart.Input(p) }
+
+func (v *VM) createVCPUs() error {
+	sup, err := v.sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	msrList, err := v.sys.MSRIndexList()
+	if err != nil {
+		return err
+	}
+	cc := cpuidConfig{build: v.cfg.Build, admitted: v.cfg.Admitted, compat: v.cfg.Compat, maskPVM: SoftwareKVM()}
+	for i := 0; i < v.cfg.VCPUs; i++ {
+		c, err := v.vm.CreateVCPU(i)
+		if err != nil {
+			return err
+		}
+		v.vcpus = append(v.vcpus, &vcpu{c: c})
+		if err := c.SetCPUID(filterCPUID(sup, cc, uint32(i))); err != nil {
+			return err
+		}
+		if err := c.SetMSRs(bootMSRs(msrList)); err != nil {
+			return err
+		}
+		if i > 0 {
+			// APs wait for INIT/SIPI from the BSP, through the in-kernel LAPIC.
+			if err := c.SetMPStateUninitialized(); err != nil {
+				return err
+			}
+			continue
+		}
+		s, err := c.Sregs()
+		if err != nil {
+			return err
+		}
+		longModeSregs(&s)
+		if err := c.SetSregs(s); err != nil {
+			return err
+		}
+		regs := kvm.Regs{
+			RIP: v.load.Entry, RSI: bootParamsAddr, RSP: bootStackTop, RFLAGS: 2,
+			R8:  abi.EntryMagic,
+			R9:  uint64(v.cfg.Admitted.Word()),
+			R10: entryFlags(cc),
+		}
+		if err := c.SetRegs(regs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bootMSRs are the MSR values a firmware would leave, limited to the MSRs
+// KVM reports in KVM_GET_MSR_INDEX_LIST: the guest is told nothing KVM
+// cannot keep.
+func bootMSRs(list []uint32) []kvm.MSR {
+	const msrMiscEnable, miscFastStrings = 0x1a0, 1
+	want := []kvm.MSR{{Index: msrMiscEnable, Data: miscFastStrings}}
+	var out []kvm.MSR
+	for _, m := range want {
+		for _, idx := range list {
+			if idx == m.Index {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Run starts the vCPUs and returns when the domain has ended.
+func (v *VM) Run() control.Exit {
+	// vCPU threads are kicked out of KVM_RUN with SIGUSR1; Go must not
+	// treat it as fatal, and nothing needs to read it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGUSR1)
+	defer signal.Stop(sig)
+	var wg sync.WaitGroup
+	for _, c := range v.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.runVCPU(c)
+		}()
+	}
+	<-v.done
+	v.kickAll()
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(2 * time.Second):
+		v.logf("vCPU threads did not stop within 2 s; exiting anyway")
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return *v.exit
+}
+
+// Close releases the VM's resources; only after Run has returned.
+func (v *VM) Close() {
+	for _, c := range v.vcpus {
+		c.c.Close()
+	}
+	if v.vm != nil {
+		v.vm.Close()
+	}
+	if v.mem != nil {
+		v.mem.Close()
+	}
+	if v.sys != nil {
+		v.sys.Close()
+	}
+	v.dev.close()
+}
+
+// stop ends the domain with reason; the first reason wins.
+func (v *VM) stop(reason, detail string) {
+	v.mu.Lock()
+	if v.exit != nil {
+		v.mu.Unlock()
+		return
+	}
+	v.exit = &control.Exit{Reason: reason, Detail: detail, Code: control.ExitCode(reason), Time: time.Now().UTC()}
+	close(v.done)
+	v.cond.Broadcast()
+	v.mu.Unlock()
+	v.kickAll()
+}
+
+// Destroy stops the domain at once.
+func (v *VM) Destroy() { v.stop(control.ReasonDestroyed, "destroyed by request") }
+
+// Reboot stops the domain with reason reboot, as a hardware reset would.
+func (v *VM) Reboot() { v.stop(control.ReasonReboot, "reboot by request") }
+
+// Done is closed when the domain has ended.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// kickAll makes every vCPU leave KVM_RUN: immediate_exit covers a vCPU
+// about to enter, the signal one inside the guest.
+func (v *VM) kickAll() {
+	pid := unix.Getpid()
+	for _, c := range v.vcpus {
+		c.c.SetImmediateExit(true)
+		if tid := c.tid.Load(); tid != 0 {
+			_ = unix.Tgkill(pid, int(tid), unix.SIGUSR1)
+		}
+	}
+}
+
+// Pause stops every vCPU outside the guest and returns once they are.
+func (v *VM) Pause() error {
+	v.mu.Lock()
+	if v.exit != nil {
+		v.mu.Unlock()
+		return fmt.Errorf("domain has ended")
+	}
+	v.paused = true
+	v.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		v.kickAll()
+		v.mu.Lock()
+		n, ended := v.nParked, v.exit != nil
+		v.mu.Unlock()
+		if n == len(v.vcpus) || ended {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vCPUs did not stop within 2 s")
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// Resume lets paused vCPUs run again.
+func (v *VM) Resume() {
+	v.mu.Lock()
+	v.paused = false
+	v.cond.Broadcast()
+	v.mu.Unlock()
+}
+
+// Status reports the domain's state.
+func (v *VM) Status() control.Status {
+	v.mu.Lock()
+	state := control.StateRunning
+	if v.paused {
+		state = control.StatePaused
+	}
+	v.mu.Unlock()
+	var cpu int64
+	for _, c := range v.vcpus {
+		cpu += threadCPUTime(c.tid.Load())
+	}
+	return control.Status{
+		State: state, Name: v.cfg.Name, UUID: v.cfg.UUID, PID: os.Getpid(),
+		VCPUs: v.cfg.VCPUs, MemoryMiB: v.cfg.MemoryMiB,
+		Interface: v.cfg.Admitted.Short(), Compat: v.cfg.Compat,
+		UptimeNS: time.Since(v.started).Nanoseconds(), CPUTimeNS: cpu,
+		BootTimerNS: v.bootTimer.Load(),
+	}
+}
+
+// threadCPUTime is a thread's run time from schedstat, 0 if unknown.
+func threadCPUTime(tid int32) int64 {
+	if tid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+	if err != nil {
+		return 0
+	}
+	var ns int64
+	fmt.Sscan(string(b), &ns)
+	return ns
+}
+
+// park blocks a vCPU while the domain is paused; it reports whether the
+// domain has ended.
+func (v *VM) park() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for v.paused && v.exit == nil {
+		v.nParked++
+		v.cond.Wait()
+		v.nParked--
+	}
+	return v.exit != nil
+}
+
+func (v *VM) runVCPU(c *vcpu) {
+	// KVM requires each vCPU's ioctls from one thread, and the kick
+	// signals that thread. The thread dies with the goroutine.
+	runtime.LockOSThread()
+	c.tid.Store(int32(unix.Gettid()))
+	for {
+		c.c.SetImmediateExit(false)
+		if v.park() {
+			return
+		}
+		err := c.c.Run()
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			v.crash(c, fmt.Sprintf("KVM_RUN failed: %v", err))
+			return
+		}
+		if !v.handleExit(c) {
+			return
+		}
+	}
+}
+
+// handleExit serves one VM exit; false ends the vCPU.
+func (v *VM) handleExit(c *vcpu) bool {
+	switch r := c.c.ExitReason(); r {
+	case kvm.ExitIO:
+		io, ok := c.c.IO()
+		if !ok {
+			v.crash(c, "KVM_EXIT_IO with a data window outside kvm_run")
+			return false
+		}
+		for i := 0; i < io.Count; i++ {
+			d := io.Data[i*io.Size : (i+1)*io.Size]
+			if io.Out {
+				v.portOut(io.Port, d)
+			} else {
+				v.portIn(io.Port, d)
+			}
+		}
+	case kvm.ExitMMIO:
+		m := c.c.MMIO()
+		if m.Write {
+			v.mmioWrite(m.Addr, m.Data)
+		} else {
+			v.mmioRead(m.Addr, m.Data)
+		}
+	case kvm.ExitHLT:
+		// Only without an in-kernel LAPIC; nothing will wake this vCPU.
+		v.crash(c, "vCPU halted with no interrupt source")
+		return false
+	case kvm.ExitShutdown:
+		v.crash(c, "triple fault (KVM_EXIT_SHUTDOWN)")
+		return false
+	case kvm.ExitInternalError:
+		sub, data := c.c.InternalError()
+		why := fmt.Sprintf("KVM internal error, suberror %d", sub)
+		if sub == kvm.InternalErrorEmulation {
+			why = "instruction rejected by KVM's emulator (KVM_INTERNAL_ERROR_EMULATION)"
+		}
+		if len(data) > 0 {
+			why += fmt.Sprintf(", data %x", data)
+		}
+		v.crash(c, why)
+		return false
+	case kvm.ExitFailEntry:
+		v.crash(c, fmt.Sprintf("VM entry failed, hardware reason %#x", c.c.FailEntry()))
+		return false
+	case kvm.ExitSystemEvent:
+		switch t := c.c.SystemEvent(); t {
+		case 1:
+			v.stop(control.ReasonPoweroff, "KVM system event: shutdown")
+		case 2:
+			v.stop(control.ReasonReboot, "KVM system event: reset")
+		default:
+			v.crash(c, fmt.Sprintf("KVM system event %d", t))
+		}
+		return false
+	case kvm.ExitIntr:
+	default:
+		v.crash(c, fmt.Sprintf("unexpected KVM exit reason %d", r))
+		return false
+	}
+	return true
+}
