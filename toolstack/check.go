@@ -1,0 +1,405 @@
+package toolstack
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/cavaliergopher/cpio"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/kernels"
+)
+
+// Limits on what the check reads, so a hostile file cannot make xl
+// allocate without bound.
+const (
+	maxKernelSize   = 256 << 20
+	maxManifestSize = 1 << 20
+	maxCpioEntries  = 1 << 20
+)
+
+// InitramfsManifest is where the builder puts the manifest inside the
+// initramfs.
+const InitramfsManifest = "etc/xeno/manifest.toml"
+
+// Refusal is why a domain may not be created. xl prints it and exits
+// non-zero; nothing has been started or recorded when it is returned.
+type Refusal struct {
+	Check string // "kernel", "host", "interface", "ramdisk", "disk"
+	File  string // the file the refusal is about, if any
+	Rule  string // the rule that decided, e.g. abi.RuleNewer or "boot-protocol"
+	Msg   string
+	Err   error // the underlying error, for errors.Is
+}
+
+func (r *Refusal) Error() string {
+	s := "refused (" + r.Check
+	if r.Rule != "" {
+		s += ", rule " + r.Rule
+	}
+	s += "): "
+	if r.File != "" {
+		s += r.File + ": "
+	}
+	return s + r.Msg
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// CheckResult is one line of what the check found, for xl create -n.
+type CheckResult struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Plan is a checked domain: the config, the interface the guest declares
+// (and where it says so), the policy's decision, and every check's result.
+type Plan struct {
+	Config   *Config       `json:"config"`
+	Guest    string        `json:"guest_interface"` // as passed to hv --interface
+	Declared string        `json:"declared_by"`     // where Guest came from
+	Decision abi.Decision  `json:"-"`
+	Verdict  string        `json:"verdict"`
+	Rule     string        `json:"rule"`
+	Reason   string        `json:"reason"`
+	Admitted string        `json:"admitted,omitempty"`
+	Compat   bool          `json:"compat"`
+	HV       string        `json:"hv_release"`
+	Checks   []CheckResult `json:"checks"`
+	Warnings []string      `json:"warnings,omitempty"`
+	// Unchecked is the test-only bypass of the interface check: the
+	// toolstack records the decision but does not refuse on it.
+	Unchecked bool `json:"unchecked_interface,omitempty"`
+}
+
+// Host is what the host offers, for the fit check and xl info.
+type Host struct {
+	TotalMiB int64
+	FreeMiB  int64
+	CPUs     int
+}
+
+// ReadHost reads /proc/meminfo (MemTotal, MemAvailable) and the CPUs this
+// process may run on.
+func ReadHost() (Host, error) {
+	h := Host{CPUs: runtime.NumCPU()}
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return h, fmt.Errorf("toolstack: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kib, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch fields[0] {
+		case "MemTotal:":
+			h.TotalMiB = kib / 1024
+		case "MemAvailable:":
+			h.FreeMiB = kib / 1024
+		}
+	}
+	if h.TotalMiB == 0 {
+		return h, fmt.Errorf("toolstack: /proc/meminfo has no MemTotal")
+	}
+	return h, nil
+}
+
+// CheckOptions adjust Check.
+type CheckOptions struct {
+	Build     abi.Build
+	Host      Host
+	Unchecked bool // test-only: do not refuse on the interface decision
+}
+
+// Check runs every check that libxc's loader probe would, before anything
+// is started: the kernel image, the host fit, the ramdisk and disks, and
+// the guest interface against the hv's policy (abi.Admit). It returns the
+// Plan even on refusal, so that xl create -n can show every result; the
+// error is a *Refusal.
+func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
+	p := &Plan{Config: cfg, HV: opt.Build.Release.String(), Unchecked: opt.Unchecked}
+	var first error
+	add := func(check string, err error, okDetail string) {
+		if err != nil {
+			p.Checks = append(p.Checks, CheckResult{Check: check, Detail: err.Error()})
+			if first == nil {
+				first = err
+			}
+			return
+		}
+		p.Checks = append(p.Checks, CheckResult{Check: check, OK: true, Detail: okDetail})
+	}
+
+	detail, err := CheckKernel(cfg.Kernel)
+	add("kernel", err, detail)
+	add("host", checkHost(cfg, opt.Host), fmt.Sprintf("%d MiB of %d MiB available, %d of %d CPUs", cfg.MemoryMiB, opt.Host.FreeMiB, cfg.VCPUs, opt.Host.CPUs))
+	if cfg.Ramdisk != "" {
+		add("ramdisk", checkReadable("ramdisk", cfg.Ramdisk, false), cfg.Ramdisk)
+	}
+	for _, d := range cfg.Disks {
+		add("disk "+d.Vdev, checkReadable("disk", d.Target, !d.ReadOnly), d.Target+map[bool]string{true: " (ro)", false: " (rw)"}[d.ReadOnly])
+	}
+
+	guest, from, warn, err := GuestInterface(cfg, opt.Build)
+	if err != nil {
+		add("interface", err, "")
+		return p, first
+	}
+	if warn != "" {
+		p.Warnings = append(p.Warnings, warn)
+	}
+	p.Guest, p.Declared = guest.String(), from
+	d := abi.Admit(opt.Build, guest)
+	p.Decision, p.Verdict, p.Rule, p.Reason = d, d.Verdict.String(), d.Rule, d.Reason
+	if d.Verdict != abi.Refuse {
+		p.Admitted = d.Admitted.String()
+		p.Compat = d.Verdict == abi.Compat
+		add("interface", nil, d.Reason+" [declared by "+from+"]")
+	} else if opt.Unchecked {
+		p.Warnings = append(p.Warnings, "--unchecked-interface (test only): the toolstack does not refuse: "+d.Reason)
+		add("interface", nil, "UNCHECKED (test only): "+d.Reason+" [declared by "+from+"]")
+	} else {
+		add("interface", &Refusal{Check: "interface", File: from, Rule: d.Rule, Msg: d.Reason}, "")
+	}
+	return p, first
+}
+
+// CheckKernel checks that path is a bzImage this hv can boot: magic, boot
+// protocol >= 2.12 and the 64-bit entry (kernels.ParseSetupHeader), and
+// reports the payload compression.
+func CheckKernel(path string) (string, error) {
+	refuse := func(rule, msg string, err error) error {
+		return &Refusal{Check: "kernel", File: path, Rule: rule, Msg: msg, Err: err}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", refuse("readable", err.Error(), err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxKernelSize+1))
+	if err != nil {
+		return "", refuse("readable", err.Error(), err)
+	}
+	if len(b) > maxKernelSize {
+		return "", refuse("size", fmt.Sprintf("larger than %d MiB", maxKernelSize>>20), nil)
+	}
+	h, err := kernels.ParseSetupHeader(b)
+	switch {
+	case errors.Is(err, kernels.ErrBadMagic):
+		return "", refuse("bzimage-magic", "not a bzImage: "+err.Error()+"; xeno boots bzImages through their 64-bit entry", err)
+	case errors.Is(err, kernels.ErrOldProtocol):
+		return "", refuse("boot-protocol", err.Error()+"; the 64-bit entry needs boot protocol >= 2.12", err)
+	case errors.Is(err, kernels.ErrNo64BitEntry):
+		return "", refuse("64bit-entry", err.Error()+"; xeno enters the kernel in long mode", err)
+	case err != nil:
+		return "", refuse("bzimage", err.Error(), err)
+	}
+	comp := kernels.DetectCompression(h.Payload(b))
+	detail := fmt.Sprintf("bzImage, boot protocol %s, 64-bit entry, payload %s", kernels.ProtocolString(h.Version), comp)
+	if h.KernelVersion != "" {
+		detail += ", " + strings.Fields(h.KernelVersion)[0]
+	}
+	return detail, nil
+}
+
+func checkHost(cfg *Config, h Host) error {
+	if h.FreeMiB > 0 && cfg.MemoryMiB > h.FreeMiB {
+		return &Refusal{Check: "host", Rule: "memory-fits", Msg: fmt.Sprintf("memory = %d MiB but the host has %d MiB available (MemAvailable in /proc/meminfo)", cfg.MemoryMiB, h.FreeMiB)}
+	}
+	if h.CPUs > 0 && cfg.VCPUs > h.CPUs {
+		return &Refusal{Check: "host", Rule: "vcpus-fit", Msg: fmt.Sprintf("vcpus = %d but the host has %d CPUs", cfg.VCPUs, h.CPUs)}
+	}
+	return nil
+}
+
+func checkReadable(check, path string, write bool) error {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return &Refusal{Check: check, File: path, Rule: "readable", Msg: err.Error(), Err: err}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return &Refusal{Check: check, File: path, Rule: "readable", Msg: err.Error(), Err: err}
+	}
+	if st.IsDir() {
+		return &Refusal{Check: check, File: path, Rule: "regular-file", Msg: "is a directory"}
+	}
+	return nil
+}
+
+// GuestInterface finds the interface the guest was built for: the
+// config's interface=, else the builder's manifest beside the kernel or
+// ramdisk (NAME.manifest.toml), else /etc/xeno/manifest.toml inside the
+// initramfs. A guest that declares nothing is admitted as the hv's native
+// interface, with a warning (docs/xl.md says why).
+func GuestInterface(cfg *Config, b abi.Build) (in abi.Interface, from, warning string, err error) {
+	if cfg.Interface != "" {
+		in, err := abi.ParseInterface(cfg.Interface)
+		if err != nil {
+			return in, "", "", &Refusal{Check: "interface", File: cfg.Source, Rule: "syntax", Msg: err.Error(), Err: err}
+		}
+		src := cfg.Source
+		if src == "" {
+			src = "config"
+		}
+		return in, src + " (interface=)", "", nil
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Ramdisk} {
+		if f == "" {
+			continue
+		}
+		for _, m := range manifestCandidates(f) {
+			data, err := readBounded(m)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return in, "", "", &Refusal{Check: "interface", File: m, Rule: "manifest", Msg: err.Error(), Err: err}
+			}
+			in, err := manifestInterface(m, data)
+			return in, m, "", err
+		}
+	}
+	if cfg.Ramdisk != "" {
+		data, err := initramfsFile(cfg.Ramdisk, InitramfsManifest)
+		if err != nil {
+			return in, "", "", &Refusal{Check: "interface", File: cfg.Ramdisk, Rule: "initramfs", Msg: err.Error(), Err: err}
+		}
+		if data != nil {
+			where := cfg.Ramdisk + ":/" + InitramfsManifest
+			in, err := manifestInterface(where, data)
+			return in, where, "", err
+		}
+	}
+	in = b.Release.Interface()
+	if in.Dev {
+		in.BuildID = b.BuildID
+	}
+	return in, "nobody (assumed native)", fmt.Sprintf("the guest declares no interface (no interface= in the config, no manifest beside %s, none in its initramfs): admitted as this hv's native %s", cfg.Kernel, in.Short()), nil
+}
+
+// manifestCandidates lists where the builder's manifest for file may be:
+// dir/NAME.manifest.toml for NAME the file name with and without its
+// last extension (debian.initrd.gz -> debian.initrd, debian.initrd).
+func manifestCandidates(file string) []string {
+	dir, base := filepath.Split(file)
+	out := []string{filepath.Join(dir, base+".manifest.toml")}
+	if ext := filepath.Ext(base); ext != "" {
+		out = append(out, filepath.Join(dir, strings.TrimSuffix(base, ext)+".manifest.toml"))
+	}
+	return out
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifestSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxManifestSize)
+	}
+	return b, nil
+}
+
+// manifestInterface reads the top-level `interface = "1.2"` of a builder
+// manifest.
+func manifestInterface(where string, data []byte) (abi.Interface, error) {
+	var m struct {
+		Interface string `toml:"interface"`
+	}
+	if _, err := toml.Decode(string(data), &m); err != nil {
+		return abi.Interface{}, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
+	}
+	if m.Interface == "" {
+		return abi.Interface{}, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: "manifest has no interface = \"MAJOR.MINOR\""}
+	}
+	in, err := abi.ParseInterface(m.Interface)
+	if err != nil {
+		return in, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
+	}
+	return in, nil
+}
+
+// initramfsFile returns the contents of name inside a newc cpio that is
+// gzip-, zstd- or not compressed, or nil if it is not there.
+func initramfsFile(path, name string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	magic, _ := br.Peek(6)
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		z, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		defer z.Close()
+		r = z
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		defer z.Close()
+		r = z
+	case bytes.HasPrefix(magic, []byte("070701")), bytes.HasPrefix(magic, []byte("070702")):
+		r = br
+	default:
+		return nil, fmt.Errorf("not a newc cpio archive (compressed with gzip, zstd or nothing): magic % x", magic)
+	}
+	cr := cpio.NewReader(r)
+	for i := 0; i < maxCpioEntries; i++ {
+		h, err := cr.Next()
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cpio: %w", err)
+		}
+		if strings.TrimPrefix(strings.TrimPrefix(h.Name, "."), "/") != name {
+			continue
+		}
+		if h.Size > maxManifestSize {
+			return nil, fmt.Errorf("/%s is larger than %d bytes", name, maxManifestSize)
+		}
+		b, err := io.ReadAll(io.LimitReader(cr, maxManifestSize))
+		if err != nil {
+			return nil, fmt.Errorf("cpio: /%s: %w", name, err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("cpio: more than %d entries", maxCpioEntries)
+}
