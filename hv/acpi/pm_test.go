@@ -1,0 +1,115 @@
+package acpi
+
+import "testing"
+
+type pmProbe struct {
+	t      *testing.T
+	sci    bool
+	sleeps []int
+}
+
+func newPMProbe(t *testing.T) (*PM, *pmProbe) {
+	p := &pmProbe{t: t}
+	pm := NewPM(func(l bool) {
+		if l == p.sci {
+			t.Fatalf("sci(%v) without a change", l)
+		}
+		p.sci = l
+	}, func(typ int) { p.sleeps = append(p.sleeps, typ) })
+	return pm, p
+}
+
+func TestPMACPIMode(t *testing.T) {
+	pm, _ := newPMProbe(t)
+	// ACPICA's acpi_hw_get_mode: SCI_EN set means the OS need not write
+	// SMI_CMD; it must stay set whatever the OS writes.
+	if pm.Read(PM1aCnt, 2)&SCIEn == 0 {
+		t.Fatal("SCI_EN clear at reset")
+	}
+	pm.Write(PM1aCnt, 2, 0)
+	if pm.Read(PM1aCnt, 2)&SCIEn == 0 {
+		t.Fatal("SCI_EN cleared by a write")
+	}
+}
+
+func TestPMPowerButton(t *testing.T) {
+	pm, p := newPMProbe(t)
+	pm.PressPowerButton()
+	if p.sci {
+		t.Fatal("SCI raised with PWRBTN_EN clear")
+	}
+	if pm.Read(PM1aEvt, 2)&PwrBtnSts == 0 {
+		t.Fatal("PWRBTN_STS not latched")
+	}
+	pm.Write(PM1aEvt+2, 2, PwrBtnEn)
+	if !p.sci {
+		t.Fatal("enabling PWRBTN_EN with status set did not raise the SCI")
+	}
+	if pm.Read(PM1aEvt+2, 2) != PwrBtnEn {
+		t.Error("PM1_EN does not read back")
+	}
+	pm.Write(PM1aEvt, 2, 0) // writing 0 changes nothing
+	if !p.sci {
+		t.Fatal("writing 0 to PM1_STS cleared the SCI")
+	}
+	pm.Write(PM1aEvt, 2, PwrBtnSts) // write 1 to clear
+	if p.sci || pm.Read(PM1aEvt, 2)&PwrBtnSts != 0 {
+		t.Fatal("write-1-to-clear did not clear PWRBTN_STS and the SCI")
+	}
+	// Byte access to the high half of PM1_STS, as some OSes do.
+	pm.PressPowerButton()
+	if !p.sci || pm.Read(PM1aEvt+1, 1) != PwrBtnSts>>8 {
+		t.Fatal("second press not seen")
+	}
+	pm.Write(PM1aEvt+1, 1, PwrBtnSts>>8)
+	if p.sci {
+		t.Fatal("byte write-1-to-clear failed")
+	}
+	// A 32-bit read of the event block returns STS then EN.
+	if got := pm.Read(PM1aEvt, 4); got != uint32(PwrBtnEn)<<16 {
+		t.Errorf("32-bit PM1 event read = %#x", got)
+	}
+}
+
+func TestPMSleep(t *testing.T) {
+	pm, p := newPMProbe(t)
+	// SLP_TYP without SLP_EN does nothing; then Linux's acpi_hw_legacy_sleep
+	// writes SLP_TYP and SLP_TYP|SLP_EN.
+	pm.Write(PM1aCnt, 2, S5SlpTyp<<SlpTypShift|SCIEn)
+	if len(p.sleeps) != 0 {
+		t.Fatal("sleep entered without SLP_EN")
+	}
+	if got := pm.Read(PM1aCnt, 2); got != S5SlpTyp<<SlpTypShift|SCIEn {
+		t.Fatalf("PM1_CNT = %#x", got)
+	}
+	pm.Write(PM1aCnt, 2, S5SlpTyp<<SlpTypShift|SlpEn|SCIEn)
+	if len(p.sleeps) != 1 || p.sleeps[0] != S5SlpTyp {
+		t.Fatalf("sleeps %v, want [%d]", p.sleeps, S5SlpTyp)
+	}
+	if pm.Read(PM1aCnt, 2)&SlpEn != 0 {
+		t.Error("SLP_EN reads back as 1")
+	}
+}
+
+func TestPMSleepCallbackMayReenter(t *testing.T) {
+	var pm *PM
+	pm = NewPM(nil, func(int) { pm.PressPowerButton() }) // would deadlock if called under the lock
+	pm.Write(PM1aCnt, 2, SlpEn)
+	if pm.Read(PM1aEvt, 2)&PwrBtnSts == 0 {
+		t.Fatal("callback did not run")
+	}
+}
+
+func TestPMUnknownPorts(t *testing.T) {
+	pm, _ := newPMProbe(t)
+	if pm.Owns(PM1aCnt+2) || !pm.Owns(PM1aEvt+3) || !pm.Owns(PM1aCnt+1) {
+		t.Error("Owns wrong")
+	}
+	if got := pm.Read(PM1aCnt+2, 2); got != 0xffff {
+		t.Errorf("unclaimed port reads %#x", got)
+	}
+	pm.Write(PM1aCnt+2, 4, 0xffffffff) // must not panic or change anything
+	if pm.Read(PM1aEvt, 4) != 0 {
+		t.Error("stray write changed PM1 event block")
+	}
+}
