@@ -1,0 +1,258 @@
+// Package initd is the logic of xeno-init, the static PID 1 of xeno
+// images: it mounts the kernel file systems, loads the image's modules,
+// learns which hv it runs on through the info port, decides from its
+// pinned interface whether to run, run in compat mode or refuse, runs the
+// image's command and powers off when it ends.
+package initd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+)
+
+// Main runs PID 1. It never returns: PID 1 exiting panics the kernel.
+func Main() {
+	out := os.Stdout
+	ports, perr := OpenPorts()
+	if perr == nil {
+		// First thing, so the hv's boot timer measures kernel time only.
+		ports.Outb(abi.PortBootTimer, 1)
+	}
+	fmt.Fprintln(out, "xeno-init: started")
+	if err := mountAll(); err != nil {
+		fmt.Fprintln(out, "xeno-init:", err)
+	}
+	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err != nil {
+		// No console was open: open the one devtmpfs provides.
+		if f, err := os.OpenFile("/dev/console", os.O_RDWR, 0); err == nil {
+			for fd := 0; fd < 3; fd++ {
+				unix.Dup2(int(f.Fd()), fd)
+			}
+		}
+	}
+	pinned, err := Pinned()
+	if err != nil {
+		fmt.Fprintln(out, err)
+		powerOff(out, nil, false)
+	}
+	fmt.Fprintf(out, "xeno-init: pinned guest interface %s\n", pinned)
+
+	var info HVInfo
+	haveInfo := false
+	if perr != nil {
+		fmt.Fprintf(out, "xeno-init: %v; carrying on without the info port\n", perr)
+	} else if info, err = ReadInfo(ports); errors.Is(err, ErrNoInfoPort) {
+		fmt.Fprintf(out, "xeno-init: %v; carrying on as interface %s\n", err, pinned.Short())
+	} else if err != nil {
+		fmt.Fprintf(out, "xeno-init: %v; carrying on as interface %s\n", err, pinned.Short())
+	} else {
+		haveInfo = true
+		fmt.Fprintf(out, "xeno-init: hv release %s build %s changeset %s caps %q admitted %q\n",
+			info.Release, info.BuildID, info.Changeset, info.Caps, info.Admitted)
+		d, err := Decide(pinned, info)
+		if err != nil {
+			d = abi.Decision{Verdict: abi.Refuse, Rule: "bad-hv-release", Reason: err.Error()}
+		}
+		switch d.Verdict {
+		case abi.Refuse:
+			line := RefuseLine(pinned, info, d)
+			fmt.Fprintln(out, line)
+			if ShutdownOffered(info) {
+				// Say why on the hv's own console too, then crash out.
+				for _, c := range []byte(line + "\n") {
+					ports.Outb(abi.PortConsole, c)
+				}
+				ports.Outb(abi.PortShutdown, abi.ShutdownCrash)
+			}
+			powerOff(out, nil, false)
+		case abi.Compat:
+			fmt.Fprintf(out, "xeno-init: running in compat mode as interface %s (%s)\n", d.Admitted.Short(), d.Rule)
+		default:
+			fmt.Fprintf(out, "xeno-init: running as interface %s (%s)\n", d.Admitted, d.Rule)
+		}
+	}
+
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	cl := ParseCmdline(string(cmdline))
+	var cfg Config
+	if b, err := os.ReadFile(ConfigPath); err == nil {
+		if cfg, err = ParseConfig(b); err != nil {
+			fmt.Fprintln(out, "xeno-init:", err)
+		}
+	}
+	if !cl.NoModules {
+		loadModules(out, cfg.Modules)
+	}
+	go watchPowerButton(out)
+
+	argv := Command(cl, cfg)
+	fmt.Fprintf(out, "xeno-init: running %q\n", argv)
+	code := runReaping(out, argv)
+	fmt.Fprintf(out, "xeno-init: %s exited (%s); powering off\n", argv[0], code)
+	// Compat behaviour: an interface without the shutdown port (1.1 and
+	// older) powers off through ACPI alone.
+	var p Ports
+	if haveInfo && ShutdownOffered(info) {
+		p = ports
+	}
+	powerOff(out, p, true)
+}
+
+func mountAll() error {
+	var errs []error
+	for _, m := range []struct{ src, dir, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount(m.src, m.dir, m.fstype, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// moduleInitCompressedFile is MODULE_INIT_COMPRESSED_FILE: the kernel
+// decompresses .ko.xz/.ko.zst itself (CONFIG_MODULE_DECOMPRESS).
+const moduleInitCompressedFile = 4
+
+func loadModules(out io.Writer, mods []string) {
+	for _, m := range mods {
+		f, err := os.Open(m)
+		if err != nil {
+			fmt.Fprintf(out, "xeno-init: module %s: %v\n", m, err)
+			continue
+		}
+		flags := 0
+		if strings.HasSuffix(m, ".xz") || strings.HasSuffix(m, ".zst") || strings.HasSuffix(m, ".gz") {
+			flags = moduleInitCompressedFile
+		}
+		err = unix.FinitModule(int(f.Fd()), "", flags)
+		f.Close()
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "xeno-init: loaded %s\n", strings.TrimSuffix(filepath.Base(m), ".ko"))
+		case errors.Is(err, unix.EEXIST):
+		default:
+			fmt.Fprintf(out, "xeno-init: module %s: %v\n", m, err)
+		}
+	}
+}
+
+// runReaping runs argv on the console and reaps every child until argv's
+// process ends; orphans re-parented to PID 1 are reaped on the way.
+func runReaping(out io.Writer, argv []string) string {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+	cmd.Dir = "/"
+	// A session with the console as controlling terminal gives a shell
+	// job control; without a tty on stdin, a plain new session.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err2 := cmd.Start(); err2 != nil {
+			return fmt.Sprintf("could not start: %v", err2)
+		}
+	}
+	pid := cmd.Process.Pid
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Sprintf("wait: %v", err)
+		}
+		if got == pid {
+			if ws.Signaled() {
+				return fmt.Sprintf("signal %v", ws.Signal())
+			}
+			return fmt.Sprintf("status %d", ws.ExitStatus())
+		}
+	}
+}
+
+// powerOff ends the system: stop what is left, sync, and power off. With
+// ports (an hv offering the shutdown port), the reason goes there first.
+func powerOff(out io.Writer, p Ports, clean bool) {
+	if clean {
+		unix.Kill(-1, unix.SIGTERM)
+		time.Sleep(200 * time.Millisecond)
+		unix.Kill(-1, unix.SIGKILL)
+	}
+	unix.Sync()
+	if p != nil {
+		p.Outb(abi.PortShutdown, abi.ShutdownPoweroff)
+	}
+	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	fmt.Fprintf(out, "xeno-init: power off failed: %v; halting\n", err)
+	unix.Reboot(unix.LINUX_REBOOT_CMD_HALT)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// Input events, from linux/input-event-codes.h.
+const (
+	evKey    = 1
+	keyPower = 116
+	// struct input_event on 64-bit: timeval (16), type, code, value.
+	inputEventSize = 24
+)
+
+// watchPowerButton powers off on KEY_POWER from any input device (the
+// ACPI power button driver reports it there).
+func watchPowerButton(out io.Writer) {
+	// The button driver may bind after init starts; look a few times.
+	seen := map[string]bool{}
+	for try := 0; try < 10; try++ {
+		devs, _ := filepath.Glob("/dev/input/event*")
+		for _, d := range devs {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			go func(d string) {
+				f, err := os.Open(d)
+				if err != nil {
+					return
+				}
+				defer f.Close()
+				ev := make([]byte, inputEventSize)
+				for {
+					if _, err := io.ReadFull(f, ev); err != nil {
+						return
+					}
+					typ := binary.LittleEndian.Uint16(ev[16:])
+					code := binary.LittleEndian.Uint16(ev[18:])
+					val := int32(binary.LittleEndian.Uint32(ev[20:]))
+					if typ == evKey && code == keyPower && val == 1 {
+						fmt.Fprintln(out, "xeno-init: power button pressed; powering off")
+						powerOff(out, nil, true)
+					}
+				}
+			}(d)
+		}
+		time.Sleep(time.Second)
+	}
+}
