@@ -314,10 +314,25 @@ func (p *Package) Walk(fn func(hdr *tar.Header, r io.Reader) error) error {
 		if err != nil {
 			return fmt.Errorf("debs: %s: %s: %w", p.Path, p.data.name, err)
 		}
-		if err := fn(hdr, tr); err != nil {
+		if err := fn(hdr, memberReader{tr, p.data.name}); err != nil {
 			return err
 		}
 	}
+}
+
+// memberReader names the member in read errors, so that a corrupt
+// compressed stream found while fn reads an entry says where it is.
+type memberReader struct {
+	r    io.Reader
+	name string
+}
+
+func (m memberReader) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", m.name, err)
+	}
+	return n, err
 }
 
 // DataMember names the data.tar member, e.g. "data.tar.xz".

@@ -1,0 +1,50 @@
+// Package kerneltest gives tests real Debian kernels from the default
+// kernel store, fetching them with apt the first time.
+package kerneltest
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/kernels"
+)
+
+// The two pinned point releases of the Debian 12 cloud kernel that tests
+// use: consecutive security updates of one upstream version, so that
+// tests can tell kernels apart that differ only in their Debian revision.
+const (
+	Cloud56        = "linux-image-6.1.0-56-cloud-amd64-unsigned"
+	Cloud56Version = "6.1.192-2"
+	Cloud56Release = "6.1.0-56-cloud-amd64"
+
+	Cloud55        = "linux-image-6.1.0-55-cloud-amd64-unsigned"
+	Cloud55Version = "6.1.192-1"
+	Cloud55Release = "6.1.0-55-cloud-amd64"
+
+	// Cloud612 is the Debian 12 backports 6.12 cloud kernel, whose payload
+	// is zstd rather than LZ4.
+	Cloud612        = "linux-image-6.12.115+deb12-cloud-amd64-unsigned"
+	Cloud612Version = "6.12.115-2~deb12u1"
+	Cloud612Release = "6.12.115+deb12-cloud-amd64"
+)
+
+// Kernel returns pkg=version from the default store
+// (kernels.DefaultCacheDir), fetching and importing it if needed. The test
+// skips, with apt's reason, when apt cannot download the package (no
+// network, or the version left the archive); any other failure fails it.
+func Kernel(t testing.TB, pkg, version string) *kernels.Kernel {
+	t.Helper()
+	s, err := kernels.Open(kernels.DefaultCacheDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Fetch(pkg, version)
+	if errors.Is(err, debs.ErrApt) || errors.Is(err, debs.ErrNotFound) {
+		t.Skipf("kerneltest: cannot get %s=%s with apt: %v", pkg, version, err)
+	}
+	if err != nil {
+		t.Fatalf("kerneltest: %v", err)
+	}
+	return k
+}
