@@ -26,6 +26,10 @@ type Options struct {
 	HVRelease string // build the hv and xeno-init as this release instead of the running xeno's
 	Log       io.Writer
 	Progress  bool // draw progress bars (a terminal)
+	// NoBuildCache skips the cache of compiled programs and initramfs
+	// images (downloads are still reused: they are checked by sha256).
+	// verify uses it so that the second build really rebuilds.
+	NoBuildCache bool
 }
 
 // target is what a recipe resolves to before anything is fetched.

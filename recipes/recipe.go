@@ -403,7 +403,8 @@ func (r *Recipe) validate() error {
 		switch o.Format {
 		case FormatKernelInitrd:
 		case FormatISO:
-			for _, role := range []string{BootIsolinuxBin, BootLdlinuxC32, BootIsohdpfxBin} {
+			// The ISO is hybrid: isolinux for BIOS, systemd-boot for UEFI.
+			for _, role := range []string{BootIsolinuxBin, BootLdlinuxC32, BootIsohdpfxBin, BootSystemdBootEFI} {
 				if !roles[role] {
 					return r.Errorf(key, "format iso needs a package with boot.%s", role)
 				}

@@ -1,0 +1,589 @@
+package builder
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/initd"
+	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/recipes"
+)
+
+// Output file names, NAME + suffix, one set per format.
+const (
+	SuffixKernel   = ".vmlinuz"
+	SuffixInitrd   = ".initrd"
+	SuffixISO      = ".iso"
+	SuffixRawEFI   = ".img"
+	SuffixManifest = ".manifest.toml"
+	// ManifestPath is the manifest inside the initramfs.
+	ManifestPath = "/etc/xeno/manifest.toml"
+)
+
+// Result is what a build wrote.
+type Result struct {
+	Manifest     Manifest
+	ManifestPath string
+	Files        []string // every output, manifest last, in OutDir
+}
+
+// Manifest is NAME.manifest.toml: what was built from what. The toolstack
+// reads interface from it (docs/recipes.md).
+type Manifest struct {
+	Name          string           `toml:"name"`
+	Interface     string           `toml:"interface"`
+	HVRelease     string           `toml:"hv_release"`
+	HVBuildID     string           `toml:"hv_build_id"`
+	Epoch         int64            `toml:"epoch"`
+	GoVersion     string           `toml:"go_version,omitempty"`
+	KernelRelease string           `toml:"kernel_release"`
+	Cmdline       string           `toml:"cmdline"`
+	Outputs       []ManifestOutput `toml:"outputs,omitempty"`
+	Inputs        []ManifestInput  `toml:"inputs,omitempty"`
+}
+
+// ManifestOutput is one written file.
+type ManifestOutput struct {
+	File   string `toml:"file"`
+	Format string `toml:"format"`
+	Size   int64  `toml:"size"`
+	SHA256 string `toml:"sha256"`
+}
+
+// ManifestInput is one input of the build.
+type ManifestInput struct {
+	Kind    string `toml:"kind"` // deb, go, file
+	Name    string `toml:"name"`
+	Version string `toml:"version,omitempty"`
+	SHA256  string `toml:"sha256"`
+}
+
+// build is the state of one Build.
+type build struct {
+	o       Options
+	t       *target
+	r       *recipes.Recipe
+	srcHash string
+	files   map[string]images.File // image path without leading "/"
+	boot    map[string][]byte
+	inputs  []ManifestInput
+	prog    *progress
+}
+
+// Build builds the recipe's outputs into o.OutDir.
+func Build(o Options) (*Result, error) {
+	t, err := resolve(o)
+	if err != nil {
+		return nil, err
+	}
+	r := t.recipe
+	if err := checkLock(t); err != nil {
+		return nil, err
+	}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" && v != fmt.Sprint(r.Epoch) {
+		o.logf("build: ignoring SOURCE_DATE_EPOCH=%s: the recipe's epoch %d decides (docs/recipes.md)", v, r.Epoch)
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	b := &build{o: o, t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}}
+	b.prog = newProgress(o, 6)
+	defer b.prog.done()
+	if b.srcHash, err = sourceHash(t.root); err != nil {
+		return nil, err
+	}
+	// Everything is written into a staging directory first and renamed
+	// into OutDir at the end: a failed build leaves no output behind.
+	stage, err := os.MkdirTemp(o.OutDir, ".xeno-build-")
+	if err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	defer os.RemoveAll(stage)
+
+	b.prog.step("fetch and verify packages")
+	k, err := b.kernel()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.packages(); err != nil {
+		return nil, err
+	}
+	b.prog.step("compile Go programs")
+	for i, g := range r.Go {
+		data, cached, err := b.compileGo(g.Package)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("go.%d", i)), err)
+		}
+		o.logf("build: %s -> %s (%d bytes%s)", g.Package, g.Dest, len(data), cachedNote(cached))
+		b.add(g.Dest, images.File{Mode: 0o755, Data: data})
+		b.inputs = append(b.inputs, ManifestInput{Kind: "go", Name: g.Package, Version: t.build.BuildID, SHA256: sha(data)})
+	}
+	if err := b.recipeFiles(); err != nil {
+		return nil, err
+	}
+	mods, err := b.modules(k)
+	if err != nil {
+		return nil, err
+	}
+	cfg := initd.Config{Run: r.Init.Run, Modules: mods}
+	var cb bytes.Buffer
+	cb.WriteString("# Written by xeno build: what xeno-init runs and loads.\n")
+	if err := toml.NewEncoder(&cb).Encode(cfg); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	b.add(initd.ConfigPath, images.File{Mode: 0o644, Data: cb.Bytes()})
+	man := Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
+		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: k.Release, Cmdline: r.Kernel.Cmdline}
+	var mb bytes.Buffer
+	mb.WriteString("# The image's own manifest, written by xeno build.\n")
+	if err := toml.NewEncoder(&mb).Encode(man); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	b.add(ManifestPath, images.File{Mode: 0o644, Data: mb.Bytes()})
+
+	b.prog.step("write initramfs")
+	initrd, err := b.initramfs()
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := k.BzImage()
+	if err != nil {
+		return nil, err
+	}
+	spec := images.BootSpec{Kernel: kernel, Initrd: initrd, Cmdline: r.Kernel.Cmdline, Label: r.Name,
+		Epoch: time.Unix(r.Epoch, 0).UTC(), Seed: r.Seed,
+		IsolinuxBin: b.boot[recipes.BootIsolinuxBin], LdlinuxC32: b.boot[recipes.BootLdlinuxC32],
+		IsohdpfxBin: b.boot[recipes.BootIsohdpfxBin], SystemdBootEFI: b.boot[recipes.BootSystemdBootEFI]}
+
+	var outs []ManifestOutput
+	record := func(name, format string) error {
+		st, err := os.Stat(filepath.Join(stage, name))
+		if err != nil {
+			return fmt.Errorf("builder: %w", err)
+		}
+		h, err := fileSHA(filepath.Join(stage, name))
+		if err != nil {
+			return err
+		}
+		outs = append(outs, ManifestOutput{File: name, Format: format, Size: st.Size(), SHA256: h})
+		return nil
+	}
+	for _, out := range r.Outputs {
+		switch out.Format {
+		case recipes.FormatKernelInitrd:
+			b.prog.step("write kernel+initrd")
+			for _, f := range []struct {
+				suffix string
+				data   []byte
+			}{{SuffixKernel, kernel}, {SuffixInitrd, initrd}} {
+				name := r.Name + f.suffix
+				if err := images.AtomicWrite(filepath.Join(stage, name), 0o644, func(w *os.File) error {
+					_, err := w.Write(f.data)
+					return err
+				}); err != nil {
+					return nil, err
+				}
+				if err := record(name, out.Format); err != nil {
+					return nil, err
+				}
+			}
+		case recipes.FormatISO:
+			b.prog.step("write ISO")
+			name := r.Name + SuffixISO
+			if err := writeISO(filepath.Join(stage, name), spec); err != nil {
+				return nil, err
+			}
+			if err := record(name, out.Format); err != nil {
+				return nil, err
+			}
+		case recipes.FormatRawEFI:
+			b.prog.step("write raw EFI disk")
+			name := r.Name + SuffixRawEFI
+			if err := images.WriteRawEFI(filepath.Join(stage, name), spec); err != nil {
+				return nil, err
+			}
+			if err := record(name, out.Format); err != nil {
+				return nil, err
+			}
+		}
+	}
+	man.GoVersion = t.goVersion
+	man.Outputs = outs
+	man.Inputs = b.inputs
+	var fb bytes.Buffer
+	fb.WriteString("# Written by xeno build: every output's sha256 and every input.\n")
+	if err := toml.NewEncoder(&fb).Encode(man); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	manName := r.Name + SuffixManifest
+	if err := images.AtomicWrite(filepath.Join(stage, manName), 0o644, func(w *os.File) error {
+		_, err := w.Write(fb.Bytes())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	res := &Result{Manifest: man, ManifestPath: filepath.Join(o.OutDir, manName)}
+	for _, out := range outs {
+		res.Files = append(res.Files, out.File)
+	}
+	res.Files = append(res.Files, manName)
+	for _, f := range res.Files {
+		if err := os.Rename(filepath.Join(stage, f), filepath.Join(o.OutDir, f)); err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
+		}
+	}
+	for _, out := range outs {
+		o.logf("build: %s  %s", out.SHA256, filepath.Join(o.OutDir, out.File))
+	}
+	o.logf("build: wrote %s (interface %s)", res.ManifestPath, man.Interface)
+	return res, nil
+}
+
+// checkLock refuses a build whose inputs differ from RECIPE.lock.
+func checkLock(t *target) error {
+	r := t.recipe
+	l, err := recipes.ReadLock(recipes.LockPath(r.Path))
+	if errors.Is(err, recipes.ErrNoLock) {
+		return fmt.Errorf("%s: no lock file %s: run `xeno lock %s` first (build never resolves inputs on its own)", r.Path, recipes.LockPath(r.Path), r.Path)
+	}
+	if err != nil {
+		return err
+	}
+	if err := l.Check(r); err != nil {
+		return err
+	}
+	if l.GoVersion != t.goVersion {
+		return fmt.Errorf("%s: locked Go toolchain %s, this machine has %s; install %s or run `xeno lock %s`", l.Path, l.GoVersion, t.goVersion, l.GoVersion, r.Path)
+	}
+	if l.HVRelease != t.build.Release.String() {
+		return fmt.Errorf("%s: locked hv release %s, building %s; run `xeno lock %s` (or --hv-release %s)", l.Path, l.HVRelease, t.build.Release, r.Path, l.HVRelease)
+	}
+	if l.Interface != t.iface.String() {
+		return fmt.Errorf("%s: locked guest interface %s, this tree gives %s; run `xeno lock %s`", l.Path, l.Interface, t.iface, r.Path)
+	}
+	return nil
+}
+
+func (b *build) add(p string, f images.File) {
+	f.Path = strings.TrimPrefix(p, "/")
+	b.files[f.Path] = f
+}
+
+// kernel fetches the pinned kernel into the kernel store and checks that
+// it came from the .deb the recipe pins.
+func (b *build) kernel() (*kernels.Kernel, error) {
+	r := b.r
+	store, err := kernels.Open(b.o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	// Fetching through debs first verifies the .deb against the pin before
+	// the store unpacks anything from it.
+	if _, _, err := debs.Fetch(b.o.CacheDir, r.Kernel.Package, r.Kernel.Version, r.Kernel.SHA256); err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.sha256"), err)
+	}
+	k, err := store.Fetch(r.Kernel.Package, r.Kernel.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel"), err)
+	}
+	if k.DebSHA256 != r.Kernel.SHA256 {
+		return nil, fmt.Errorf("%s:%d: kernel %s=%s in the store came from a .deb with sha256 %s, the recipe pins %s", r.Path, r.Line("kernel.sha256"), r.Kernel.Package, r.Kernel.Version, k.DebSHA256, r.Kernel.SHA256)
+	}
+	b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
+	b.o.logf("build: kernel %s (%s=%s), bzImage sha256 %s", k.Release, k.Package, k.Version, k.SHA256)
+	return k, nil
+}
+
+// packages fetches every [[packages]] entry and takes its paths.
+func (b *build) packages() error {
+	r := b.r
+	for i, p := range r.Packages {
+		key := fmt.Sprintf("packages.%d", i)
+		file, sum, err := debs.Fetch(b.o.CacheDir, p.Name, p.Version, p.SHA256)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", r.Path, r.Line(key+".sha256"), err)
+		}
+		b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: p.Name, Version: p.Version, SHA256: sum})
+		pkg, err := debs.Open(file)
+		if err != nil {
+			return err
+		}
+		if pkg.SHA256 != p.SHA256 {
+			return fmt.Errorf("%s:%d: %s: sha256 %s, recipe pins %s", r.Path, r.Line(key+".sha256"), file, pkg.SHA256, p.SHA256)
+		}
+		if err := b.extract(r, key, p, pkg); err != nil {
+			return err
+		}
+		b.o.logf("build: %s=%s: took %d paths, %d boot files", p.Name, p.Version, len(p.Paths), len(p.Boot))
+	}
+	return nil
+}
+
+func (b *build) extract(r *recipes.Recipe, key string, p recipes.Package, pkg *debs.Package) error {
+	dest := p.Dest
+	if dest == "" {
+		dest = "/"
+	}
+	wanted := func(name string) bool {
+		for _, w := range p.Paths {
+			if name == w || strings.HasPrefix(name, w+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	roleOf := map[string]string{}
+	for role, pa := range p.Boot {
+		roleOf[pa] = role
+	}
+	found := map[string]bool{}
+	regular := map[string][]byte{} // for hard links, which point backwards
+	err := pkg.Walk(func(hdr *tar.Header, rd io.Reader) error {
+		name := path.Clean("/" + strings.TrimPrefix(hdr.Name, "./"))
+		role, isBoot := roleOf[name]
+		take := wanted(name)
+		if !take && !isBoot {
+			return nil
+		}
+		var data []byte
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+			if hdr.Size > recipes.MaxFileSize {
+				return fmt.Errorf("%s:%d: %s: %s is %d bytes, more than the limit of %d", r.Path, r.Line(key), pkg.Path, name, hdr.Size, recipes.MaxFileSize)
+			}
+			d, err := io.ReadAll(io.LimitReader(rd, hdr.Size))
+			if err != nil {
+				return fmt.Errorf("builder: %s: %s: %w", pkg.Path, name, err)
+			}
+			data = d
+			regular[name] = d
+		case tar.TypeLink:
+			target := path.Clean("/" + strings.TrimPrefix(hdr.Linkname, "./"))
+			d, ok := regular[target]
+			if !ok {
+				return fmt.Errorf("builder: %s: hard link %s to %s, which was not taken", pkg.Path, name, target)
+			}
+			data = d
+		}
+		if isBoot {
+			if data == nil {
+				return fmt.Errorf("%s:%d: %s: boot file %s is not a regular file", r.Path, r.Line(key+".boot."+role), pkg.Path, name)
+			}
+			b.boot[role] = data
+			found[name] = true
+		}
+		if !take {
+			return nil
+		}
+		for _, w := range p.Paths {
+			if name == w || strings.HasPrefix(name, w+"/") {
+				found[w] = true
+			}
+		}
+		imgPath := path.Join(dest, name)
+		mode := fs.FileMode(hdr.Mode) & (fs.ModePerm)
+		switch hdr.Typeflag {
+		case tar.TypeReg, tar.TypeLink:
+			b.add(imgPath, images.File{Mode: mode, Data: data})
+		case tar.TypeDir:
+			b.add(imgPath, images.File{Mode: fs.ModeDir | mode})
+		case tar.TypeSymlink:
+			b.add(imgPath, images.File{Mode: fs.ModeSymlink | 0o777, Link: hdr.Linkname})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range p.Paths {
+		if !found[w] {
+			return fmt.Errorf("%s:%d: %s=%s has no %s", r.Path, r.Line(key+".paths"), p.Name, p.Version, w)
+		}
+	}
+	for role, pa := range p.Boot {
+		if !found[pa] {
+			return fmt.Errorf("%s:%d: %s=%s has no %s", r.Path, r.Line(key+".boot."+role), p.Name, p.Version, pa)
+		}
+	}
+	if p.BusyboxLinks {
+		if err := b.busyboxLinks(r, key, dest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// busyboxLinks asks the package's own busybox which applets it has (it is
+// static, so it runs on the build host) and links each to it.
+func (b *build) busyboxLinks(r *recipes.Recipe, key, dest string) error {
+	bbPath := strings.TrimPrefix(path.Join(dest, "/bin/busybox"), "/")
+	bb, ok := b.files[bbPath]
+	if !ok {
+		return fmt.Errorf("%s:%d: busybox_links: the package gave no /bin/busybox", r.Path, r.Line(key+".busybox_links"))
+	}
+	tmp, err := os.CreateTemp("", "xeno-busybox-")
+	if err != nil {
+		return fmt.Errorf("builder: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(bb.Data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("builder: %w", err)
+	}
+	tmp.Chmod(0o755)
+	tmp.Close()
+	// busybox picks the applet from argv[0], so it must be called busybox.
+	cmd := exec.Command(tmp.Name(), "--list-full")
+	cmd.Args[0] = "busybox"
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("%s:%d: busybox --list-full: %v", r.Path, r.Line(key+".busybox_links"), err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.Contains(l, "..") {
+			continue
+		}
+		p := strings.TrimPrefix(path.Join(dest, l), "/")
+		if _, exists := b.files[p]; exists {
+			continue
+		}
+		target, _ := filepath.Rel(path.Dir("/"+p), "/"+bbPath)
+		b.add(p, images.File{Mode: fs.ModeSymlink | 0o777, Link: target})
+		n++
+	}
+	b.o.logf("build: %d busybox applet links", n)
+	return nil
+}
+
+// recipeFiles adds [[files]].
+func (b *build) recipeFiles() error {
+	r := b.r
+	for i, f := range r.Files {
+		mode := fs.FileMode(f.Mode)
+		if mode == 0 {
+			mode = 0o644
+		}
+		data := []byte(f.Contents)
+		name := "inline:" + f.Path
+		if f.Source != "" {
+			src := r.SourcePath(f)
+			st, err := os.Stat(src)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), err)
+			}
+			if st.Size() > recipes.MaxFileSize {
+				return fmt.Errorf("%s:%d: source %s is %d bytes, more than the limit of %d", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), f.Source, st.Size(), recipes.MaxFileSize)
+			}
+			if data, err = os.ReadFile(src); err != nil {
+				return fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), err)
+			}
+			name = f.Source
+		}
+		b.add(f.Path, images.File{Mode: mode, Data: data})
+		b.inputs = append(b.inputs, ManifestInput{Kind: "file", Name: name, SHA256: sha(data)})
+	}
+	return nil
+}
+
+// modules puts the closure of [initramfs] modules under /lib/modules and
+// returns their image paths in load order.
+func (b *build) modules(k *kernels.Kernel) ([]string, error) {
+	r := b.r
+	if len(r.Initramfs.Modules) == 0 {
+		return nil, nil
+	}
+	dir := k.ModulesDir()
+	files, err := kernels.ModuleClosure(dir, r.Initramfs.Modules)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("initramfs.modules"), err)
+	}
+	var order []string
+	for _, f := range files {
+		rel, err := filepath.Rel(dir, f)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			rel = filepath.Base(f)
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
+		}
+		p := path.Join("/lib/modules", k.Release, filepath.ToSlash(rel))
+		b.add(p, images.File{Mode: 0o644, Data: data})
+		order = append(order, p)
+	}
+	b.o.logf("build: %d modules for %s", len(order), strings.Join(r.Initramfs.Modules, ", "))
+	return order, nil
+}
+
+// initramfs writes the image tree, through a cache keyed by the tree's
+// contents, the compression and the epoch: nothing else changes the bytes.
+func (b *build) initramfs() ([]byte, error) {
+	var list []images.File
+	h := sha256.New()
+	fmt.Fprintf(h, "initramfs-v1 %s %d\n", b.r.Initramfs.Compression, b.r.Epoch)
+	keys := make([]string, 0, len(b.files))
+	for k := range b.files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := b.files[k]
+		list = append(list, f)
+		fmt.Fprintf(h, "%q %o %q %s\n", f.Path, uint32(f.Mode), f.Link, sha(f.Data))
+	}
+	file := filepath.Join(b.o.CacheDir, "build", "initrd", hex.EncodeToString(h.Sum(nil)))
+	if d, err := os.ReadFile(file); err == nil && !b.o.NoBuildCache {
+		b.o.logf("build: initramfs: %d entries, %d bytes (cached)", len(list), len(d))
+		return d, nil
+	}
+	var buf bytes.Buffer
+	if err := images.WriteInitramfs(&buf, list, images.Compression(b.r.Initramfs.Compression), time.Unix(b.r.Epoch, 0).UTC()); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err == nil {
+		if err := images.AtomicWrite(file, 0o644, func(w *os.File) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
+			b.o.logf("build: cannot cache the initramfs: %v", err)
+		}
+	}
+	b.o.logf("build: initramfs: %d entries, %d bytes", len(list), buf.Len())
+	return buf.Bytes(), nil
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func fileSHA(p string) (string, error) {
+	h := sha256.New()
+	if err := copyFile(h, p); err != nil {
+		return "", fmt.Errorf("builder: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func cachedNote(c bool) string {
+	if c {
+		return ", cached"
+	}
+	return ""
+}
