@@ -171,15 +171,19 @@ func unlz4Legacy(p []byte, want int) ([]byte, error) {
 		if uint64(n) > uint64(lz4.CompressBlockBound(lz4LegacyBlock)) {
 			return nil, fmt.Errorf("lz4 block of %d bytes exceeds the legacy bound", n)
 		}
-		if len(out)+lz4LegacyBlock > MaxVmlinux {
-			return nil, fmt.Errorf("output exceeds the %d limit", MaxVmlinux)
-		}
-		if cap(out)-len(out) < lz4LegacyBlock {
+		// Decode into the spare capacity when it may suffice (the size
+		// trailer makes the last, short block fit exactly); grow only
+		// when a block does not fit.
+		k, err := lz4.UncompressBlock(p[:n], out[len(out):min(cap(out), len(out)+lz4LegacyBlock)])
+		if err != nil && cap(out)-len(out) < lz4LegacyBlock {
+			if len(out)+lz4LegacyBlock > MaxVmlinux {
+				return nil, fmt.Errorf("output exceeds the %d limit", MaxVmlinux)
+			}
 			grown := make([]byte, len(out), min(max(2*cap(out), len(out)+lz4LegacyBlock), MaxVmlinux))
 			copy(grown, out)
 			out = grown
+			k, err = lz4.UncompressBlock(p[:n], out[len(out):len(out)+lz4LegacyBlock])
 		}
-		k, err := lz4.UncompressBlock(p[:n], out[len(out):len(out)+lz4LegacyBlock])
 		if err != nil {
 			return nil, fmt.Errorf("lz4 block at output offset %d: %w", len(out), err)
 		}
