@@ -207,7 +207,7 @@ func Build(o Options) (*Result, error) {
 		case recipes.FormatISO:
 			b.prog.step("write ISO")
 			name := r.Name + SuffixISO
-			if err := writeISO(filepath.Join(stage, name), spec); err != nil {
+			if err := images.WriteISO(filepath.Join(stage, name), spec); err != nil {
 				return nil, err
 			}
 			if err := record(name, out.Format); err != nil {
