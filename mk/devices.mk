@@ -1,3 +1,7 @@
 # Device models (hv/uart, hv/acpi, hv/virtio): iasl disassembles the ACPI
 # tables in hv/acpi's tests as an independent check of their layout.
 DEB_PKGS += acpica-tools
+
+# The virtio micro-guests share a minimal driver; mk/hv.mk's pattern rule
+# builds them, this only adds the dependency.
+test/guests/virtio_blk.elf test/guests/hostile.elf: test/guests/lib/virtio.inc
