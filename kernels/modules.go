@@ -222,3 +222,51 @@ func readModule(p string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ModuleClosure is the package-level ModuleClosure over the kernel's
+// modules, with every returned file checked against the manifest recorded
+// at import.
+func (k *Kernel) ModuleClosure(names []string) ([]string, error) {
+	paths, err := ModuleClosure(k.ModulesDir(), names)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.VerifyModules(paths); err != nil {
+		return nil, err
+	}
+	return paths, nil
+}
+
+// VerifyModules checks files under ModulesDir against modules.sha256,
+// whose own hash kernel.json records.
+func (k *Kernel) VerifyModules(paths []string) error {
+	mp := filepath.Join(k.dir, manifest)
+	m, err := os.ReadFile(mp)
+	if err != nil {
+		return fmt.Errorf("kernels: %w", err)
+	}
+	if sum := sha256Hex(m); sum != k.ModulesSHA256 {
+		return fmt.Errorf("kernels: %s: %w: sha256 %s, recorded %s", mp, ErrHashMismatch, sum, k.ModulesSHA256)
+	}
+	want := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(m)), "\n") {
+		if sum, name, ok := strings.Cut(line, "  "); ok {
+			want[name] = sum
+		}
+	}
+	root := k.ModulesDir()
+	for _, p := range paths {
+		rel, err := filepath.Rel(root, p)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("kernels: %s is not under %s", p, root)
+		}
+		sum, ok := want[filepath.ToSlash(rel)]
+		if !ok {
+			return fmt.Errorf("kernels: %s: not in %s", p, mp)
+		}
+		if err := verifyFile(p, sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -37,6 +37,7 @@ const (
 	sysMapFile  = "System.map"
 	modulesDir  = "modules"
 	vmlinuxFile = "vmlinux"
+	manifest    = "modules.sha256"
 )
 
 // Bounds on what an import reads from a package.
@@ -100,6 +101,9 @@ type Kernel struct {
 	Banner       string      `json:"banner"`
 	ConfigSHA256 string      `json:"config_sha256,omitempty"`
 	Modules      int         `json:"modules"` // number of .ko files
+	// ModulesSHA256 is the hash of modules.sha256, the manifest of every
+	// file under modules/ with its own hash.
+	ModulesSHA256 string `json:"modules_sha256,omitempty"`
 
 	dir string
 }
@@ -338,7 +342,7 @@ func (s *Store) Fetch(pkg, version string) (*Kernel, error) {
 		return nil, err
 	}
 	for _, k := range all {
-		if k.Package == pkg && k.Version == version {
+		if k.Package == pkg && k.Version == version && !k.needsManifest() {
 			if err := k.Verify(); err != nil {
 				return nil, err
 			}
@@ -370,7 +374,7 @@ func (s *Store) ImportDeb(debPath string) (*Kernel, error) {
 		return nil, err
 	}
 	for _, k := range all {
-		if k.DebSHA256 == pkg.SHA256 {
+		if k.DebSHA256 == pkg.SHA256 && !k.needsManifest() {
 			return k, k.Verify()
 		}
 	}
@@ -379,7 +383,7 @@ func (s *Store) ImportDeb(debPath string) (*Kernel, error) {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	x := &extractor{dir: tmp, deb: debPath}
+	x := &extractor{dir: tmp, deb: debPath, modHashes: map[string]string{}}
 	if err := os.Mkdir(filepath.Join(tmp, modulesDir), 0o755); err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
@@ -405,6 +409,13 @@ func (s *Store) ImportDeb(debPath string) (*Kernel, error) {
 	k.DebSHA256 = pkg.SHA256
 	k.ConfigSHA256 = x.configSHA
 	k.Modules = x.modules
+	if len(x.modHashes) > 0 {
+		m := x.manifest()
+		if err := os.WriteFile(filepath.Join(tmp, manifest), m, 0o644); err != nil {
+			return nil, fmt.Errorf("kernels: %w", err)
+		}
+		k.ModulesSHA256 = sha256Hex(m)
+	}
 	if x.configSHA != "" {
 		b, err := os.ReadFile(filepath.Join(tmp, configFile))
 		if err != nil {
@@ -487,7 +498,7 @@ func (s *Store) commit(tmp string, k *Kernel) (*Kernel, error) {
 	}
 	final := filepath.Join(s.kernelsDir(), k.SHA256)
 	if old, err := s.load(k.SHA256); err == nil {
-		if old.DebSHA256 != "" || k.DebSHA256 == "" {
+		if k.DebSHA256 == "" || (old.DebSHA256 != "" && !old.needsManifest()) {
 			return old, old.Verify()
 		}
 		trash, err := os.MkdirTemp(s.kernelsDir(), ".old-")
@@ -506,12 +517,17 @@ func (s *Store) commit(tmp string, k *Kernel) (*Kernel, error) {
 	return k, nil
 }
 
+// needsManifest reports an entry imported before modules.sha256 existed;
+// importing its .deb again replaces it.
+func (k *Kernel) needsManifest() bool { return k.Modules > 0 && k.ModulesSHA256 == "" }
+
 // extractor stages the parts of a linux-image package that the store keeps.
 type extractor struct {
 	dir, deb   string
 	release    string // from /boot/vmlinuz-RELEASE
 	modRelease string // from lib/modules/RELEASE
 	configSHA  string
+	modHashes  map[string]string // path under modules/ -> sha256
 	modules    int
 	total      int64
 }
@@ -561,9 +577,11 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("kernels: %w", err)
 		}
 	case tar.TypeReg:
-		if _, err := x.copy(dst, r, hdr, maxModuleFile); err != nil {
+		sum, err := x.copy(dst, r, hdr, maxModuleFile)
+		if err != nil {
 			return err
 		}
+		x.modHashes[sub] = sum
 		if isModule(sub) {
 			x.modules++
 		}
@@ -576,6 +594,11 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err := os.Link(filepath.Join(x.dir, modulesDir, tsub), filepath.Join(x.dir, dst)); err != nil {
 			return fmt.Errorf("kernels: %s: %w", x.deb, err)
 		}
+		sum, ok := x.modHashes[tsub]
+		if !ok {
+			return fail("hard link to %s, which is not a file stored before it", hdr.Linkname)
+		}
+		x.modHashes[sub] = sum
 		if isModule(sub) {
 			x.modules++
 		}
@@ -583,6 +606,21 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	// Symlinks (build/, source/ in some releases) point outside the
 	// package and are not kept.
 	return nil
+}
+
+// manifest lists every stored module file with its sha256, sorted, in
+// sha256sum's format.
+func (x *extractor) manifest() []byte {
+	names := make([]string, 0, len(x.modHashes))
+	for n := range x.modHashes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s  %s\n", x.modHashes[n], n)
+	}
+	return []byte(b.String())
 }
 
 // copy writes one archive entry to rel under the staging directory,

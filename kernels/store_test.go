@@ -173,9 +173,12 @@ func checkModules(t *testing.T, k *kernels.Kernel) {
 	if m, _ := filepath.Glob(filepath.Join(dir, "kernel/drivers/virtio/virtio_mmio.ko*")); len(m) != 1 {
 		t.Errorf("virtio_mmio.ko*: %v", m)
 	}
-	got, err := kernels.ModuleClosure(dir, []string{"virtio_blk", "virtio-mmio"})
+	got, err := k.ModuleClosure([]string{"virtio_blk", "virtio-mmio"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if plain, err := kernels.ModuleClosure(dir, []string{"virtio_blk", "virtio-mmio"}); err != nil || !slices.Equal(plain, got) {
+		t.Errorf("ModuleClosure = %v, %v; the verified one gave %v", plain, err, got)
 	}
 	var names []string
 	for _, p := range got {
@@ -220,6 +223,12 @@ func checkModules(t *testing.T, k *kernels.Kernel) {
 	} else {
 		testenv.RequireCmd(t, "modinfo")
 	}
+	// coreutils checks the whole manifest the store will verify against.
+	cmd := exec.Command("sha256sum", "--quiet", "-c", filepath.Join(k.Dir(), "modules.sha256"))
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c modules.sha256: %v\n%.500s", err, out)
+	}
 	if _, err := kernels.ModuleClosure(dir, []string{"no_such_module"}); err == nil || !strings.Contains(err.Error(), "no_such_module") {
 		t.Errorf("unknown module: %v", err)
 	}
@@ -261,6 +270,15 @@ func TestStoreDamage(t *testing.T) {
 	flipByte(t, vm, 1<<20)
 	if _, err := k.Vmlinux(); !errors.Is(err, kernels.ErrHashMismatch) || !strings.Contains(err.Error(), vm) {
 		t.Errorf("corrupt cached vmlinux: %v", err)
+	}
+
+	mods, err := k.ModuleClosure([]string{"virtio_blk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, mods[0], 100)
+	if _, err := k.ModuleClosure([]string{"virtio_blk"}); !errors.Is(err, kernels.ErrHashMismatch) || !strings.Contains(err.Error(), mods[0]) {
+		t.Errorf("corrupt module %s: %v", mods[0], err)
 	}
 
 	flipByte(t, k.BzImagePath(), 5<<20)
