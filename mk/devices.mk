@@ -5,3 +5,9 @@ DEB_PKGS += acpica-tools
 # The virtio micro-guests share a minimal driver; mk/hv.mk's pattern rule
 # builds them, this only adds the dependency.
 test/guests/virtio_blk.elf test/guests/hostile.elf: test/guests/lib/virtio.inc
+
+# The virtio-blk request path next to a bare pread of the same bytes.
+BENCH_TARGETS += bench-devices
+.PHONY: bench-devices
+bench-devices:
+	$(GO) test -run '^$$' -bench . -count 3 ./hv/virtio/
