@@ -218,6 +218,32 @@ func TestIASLDisassembly(t *testing.T) {
 		// Drop iasl's explanatory comments so that patterns see the ASL.
 		dsl[sig] = regexp.MustCompile(`//[^\n]*|/\*[^*]*\*/`).ReplaceAllString(string(text), "")
 	}
+	// Round trip: iasl compiles its own disassembly of our DSDT back to AML,
+	// and that must disassemble to the same ASL: our encoding means what
+	// the disassembly says.
+	cmd := exec.Command("iasl", "-p", "rt", "dsdt.dsl")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iasl cannot recompile the DSDT disassembly: %v\n%s", err, out)
+	}
+	cmd = exec.Command("iasl", "-d", "rt.aml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iasl -d rt.aml: %v\n%s", err, out)
+	}
+	rt, err := os.ReadFile(filepath.Join(dir, "rt.dsl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(s string) string {
+		s = regexp.MustCompile(`//[^\n]*|/\*[^*]*\*/`).ReplaceAllString(s, "")
+		_, after, _ := strings.Cut(s, "{")
+		// iasl drops the root prefix of a name used at the root.
+		return strings.ReplaceAll(after, `Scope (\_SB)`, `Scope (_SB)`)
+	}
+	if body(string(rt)) != body(dsl["DSDT"]) {
+		t.Errorf("DSDT differs after an iasl round trip:\nours:\n%s\niasl's:\n%s", dsl["DSDT"], rt)
+	}
 	count := func(sig, re string) int {
 		return len(regexp.MustCompile(re).FindAllString(dsl[sig], -1))
 	}
