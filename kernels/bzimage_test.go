@@ -108,6 +108,9 @@ func FuzzParseSetupHeader(f *testing.F) {
 	f.Add(fakeBzImage(0x020f, 0x7f, []byte{1, 2, 3, 4, 5, 6, 7, 8}))
 	f.Add(fakeBzImage(0x020b, 0x7f, []byte{1}))
 	f.Add(fakeBzImage(0x020f, 0x01, nil))
+	for _, c := range []Compression{LZ4, Zstd, Gzip, LZMA} {
+		f.Add(fakeBzImage(0x020f, 0x7f, payloadOf(f, c, tinyELF(nil))))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ParseSetupHeader(b)
 		if err != nil {
