@@ -1,7 +1,6 @@
 package images
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -33,11 +32,12 @@ const (
 // isoFile is one file of the ISO, with the LBA it is given.
 type isoFile struct {
 	dir, name string // ISO 9660 identifiers: upper case, 8.3; dir "" is the root
-	data      []byte
+	data      []byte // nil for efiboot.img, which is written in place
+	size      int64
 	lba       int64
 }
 
-func (f *isoFile) sectors() int64 { return (int64(len(f.data)) + isoSector - 1) / isoSector }
+func (f *isoFile) sectors() int64 { return (f.size + isoSector - 1) / isoSector }
 
 // isoDir is a directory of the ISO: only the root and its children are
 // needed for a boot ISO.
@@ -66,10 +66,8 @@ func WriteISO(path string, spec BootSpec) error {
 	if err := spec.check(true); err != nil {
 		return fmt.Errorf("images: %s: %w", path, err)
 	}
-	efiboot, err := efibootImage(&spec)
-	if err != nil {
-		return fmt.Errorf("images: %s: efiboot.img: %w", path, err)
-	}
+	espFiles := spec.espFiles()
+	efiSize := fatSize(espFiles, false)
 	isolinux := append([]byte(nil), spec.IsolinuxBin...)
 	files := []*isoFile{
 		{dir: "ISOLINUX", name: "ISOLINUX.BIN", data: isolinux},
@@ -79,39 +77,51 @@ func WriteISO(path string, spec BootSpec) error {
 		{name: "INITRD.IMG", data: spec.Initrd},
 		// Last, so that firmware which sizes the El Torito image as "the
 		// rest of the volume" (EDK2 does when the count is 0) finds it.
-		{name: "EFIBOOT.IMG", data: efiboot},
+		{name: "EFIBOOT.IMG", size: efiSize},
+	}
+	for _, f := range files {
+		if f.data != nil {
+			f.size = int64(len(f.data))
+		}
 	}
 	img, err := layoutISO(&spec, files)
 	if err != nil {
 		return fmt.Errorf("images: %s: %w", path, err)
 	}
+	efiboot := files[len(files)-1]
 	return AtomicWrite(path, 0o644, func(f *os.File) error {
-		_, err := img.WriteTo(f)
-		return err
+		// Written in place with WriteAt: the zeros between are holes, and
+		// the large files are not copied into an in-memory image first.
+		if err := f.Truncate(img.size); err != nil {
+			return err
+		}
+		for _, p := range img.pieces {
+			if _, err := f.WriteAt(p.data, p.off); err != nil {
+				return err
+			}
+		}
+		err := writeFAT(f, efiboot.lba*isoSector, efiSize, false, spec.volumeLabel(11),
+			deriveUint32(spec.Seed, "efiboot-volume-id"), spec.Epoch, espFiles, 0)
+		if err != nil {
+			return fmt.Errorf("efiboot.img: %w", err)
+		}
+		return nil
 	})
 }
 
-// efibootImage is the FAT16 that UEFI firmware boots from the ISO.
-func efibootImage(spec *BootSpec) ([]byte, error) {
-	files := spec.espFiles()
-	size := fatSize(files, false)
-	buf := &memWriterAt{b: make([]byte, size)}
-	err := writeFAT(buf, 0, size, false, spec.volumeLabel(11), deriveUint32(spec.Seed, "efiboot-volume-id"), spec.Epoch, files, 0)
-	return buf.b, err
+// isoImage is a laid-out ISO: its size and the bytes to write where.
+type isoImage struct {
+	size   int64
+	pieces []isoPiece
 }
 
-// memWriterAt is an io.WriterAt over a fixed buffer.
-type memWriterAt struct{ b []byte }
-
-func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, fmt.Errorf("write of %d bytes at %d outside %d-byte image", len(p), off, len(m.b))
-	}
-	return copy(m.b[off:], p), nil
+type isoPiece struct {
+	off  int64
+	data []byte
 }
 
 // layoutISO assigns sectors and returns the finished image.
-func layoutISO(spec *BootSpec, files []*isoFile) (*bytes.Buffer, error) {
+func layoutISO(spec *BootSpec, files []*isoFile) (*isoImage, error) {
 	// Directories: the root and each first-level directory, sorted.
 	dirs := map[string]*isoDir{"": {}}
 	for _, f := range files {
@@ -194,34 +204,41 @@ func layoutISO(spec *BootSpec, files []*isoFile) (*bytes.Buffer, error) {
 			}
 		}
 		for _, f := range d.files {
-			d.records = append(d.records, dirRecord([]byte(f.name+";1"), f.lba, int64(len(f.data)), false, ts))
+			d.records = append(d.records, dirRecord([]byte(f.name+";1"), f.lba, f.size, false, ts))
 		}
 	}
 
-	img := make([]byte, total)
-	writeHybridMBR(img, spec, isolinux, efiboot)
-	copy(img[pvdLBA*isoSector:], primaryVolumeDescriptor(spec, volumeSectors, pathTable, lPathLBA, mPathLBA, dirs[""], spec.Epoch))
-	copy(img[bootRecordLBA*isoSector:], bootRecord(catalogLBA))
-	copy(img[18*isoSector:], terminator())
+	// The first 19 sectors (system area, descriptors) in one piece.
+	head := make([]byte, 19*isoSector)
+	writeHybridMBR(head, total, spec, isolinux, efiboot)
+	copy(head[pvdLBA*isoSector:], primaryVolumeDescriptor(spec, volumeSectors, pathTable, lPathLBA, mPathLBA, dirs[""], spec.Epoch))
+	copy(head[bootRecordLBA*isoSector:], bootRecord(catalogLBA))
+	copy(head[18*isoSector:], terminator())
+	img := &isoImage{size: total, pieces: []isoPiece{{0, head}}}
 	lpt, mpt := pathTables(names, dirs)
-	copy(img[lPathLBA*isoSector:], lpt)
-	copy(img[mPathLBA*isoSector:], mpt)
+	img.pieces = append(img.pieces, isoPiece{lPathLBA * isoSector, lpt}, isoPiece{mPathLBA * isoSector, mpt})
 	for _, n := range names {
 		d := dirs[n]
-		off := d.lba * isoSector
+		buf := make([]byte, d.size)
+		off := 0
 		for _, r := range d.records {
-			if (off%isoSector)+int64(len(r)) > isoSector {
+			if off%isoSector+len(r) > isoSector {
 				off = (off/isoSector + 1) * isoSector // records never cross sectors
 			}
-			copy(img[off:], r)
-			off += int64(len(r))
+			copy(buf[off:], r)
+			off += len(r)
+		}
+		img.pieces = append(img.pieces, isoPiece{d.lba * isoSector, buf})
+	}
+	img.pieces = append(img.pieces, isoPiece{catalogLBA * isoSector, bootCatalog(isolinux, efiboot)})
+	for _, f := range files {
+		if f.data != nil {
+			img.pieces = append(img.pieces, isoPiece{f.lba * isoSector, f.data})
 		}
 	}
-	copy(img[catalogLBA*isoSector:], bootCatalog(isolinux, efiboot))
-	for _, f := range files {
-		copy(img[f.lba*isoSector:], f.data)
-	}
-	return bytes.NewBuffer(img), nil
+	// The last byte, so the file has its full size even if the tail is a hole.
+	img.pieces = append(img.pieces, isoPiece{total - 1, []byte{0}})
+	return img, nil
 }
 
 func dirRecordLen(name string) int { return 33 + len(name) + (len(name)+1)%2 }
@@ -372,7 +389,7 @@ func patchBootInfoTable(f *isoFile) {
 // elToritoCount is an El Torito sector count: 512-byte units, 16 bits.
 // Images too large for it get 0, which EDK2 reads as "to the end of the
 // volume" (efiboot.img is the last file for that reason).
-func elToritoCount(n int) uint16 {
+func elToritoCount(n int64) uint16 {
 	c := (n + 511) / 512
 	if c > 0xffff {
 		return 0
@@ -403,7 +420,7 @@ func bootCatalog(isolinux, efiboot *isoFile) []byte {
 	binary.LittleEndian.PutUint16(h[2:], 1)
 	e = b[96:128]
 	e[0] = 0x88
-	binary.LittleEndian.PutUint16(e[6:], elToritoCount(len(efiboot.data)))
+	binary.LittleEndian.PutUint16(e[6:], elToritoCount(efiboot.size))
 	binary.LittleEndian.PutUint32(e[8:], uint32(efiboot.lba))
 	return b
 }
@@ -437,12 +454,11 @@ func mbrPartition(e []byte, boot bool, typ byte, start, count int64) {
 // offset 432 (in 512-byte sectors); the disk signature; a bootable 0x17
 // partition covering the image for BIOS, and an 0xEF partition over
 // efiboot.img for UEFI.
-func writeHybridMBR(img []byte, spec *BootSpec, isolinux, efiboot *isoFile) {
+func writeHybridMBR(img []byte, imageSize int64, spec *BootSpec, isolinux, efiboot *isoFile) {
 	copy(img, spec.IsohdpfxBin[:mbrCodeSize])
 	binary.LittleEndian.PutUint32(img[432:], uint32(isolinux.lba*4))
 	binary.LittleEndian.PutUint32(img[440:], deriveUint32(spec.Seed, "mbr-disk-signature"))
-	total := int64(len(img)) / 512
-	mbrPartition(img[446:462], true, 0x17, 0, total)
-	mbrPartition(img[462:478], false, 0xef, efiboot.lba*4, (int64(len(efiboot.data))+511)/512)
+	mbrPartition(img[446:462], true, 0x17, 0, imageSize/512)
+	mbrPartition(img[462:478], false, 0xef, efiboot.lba*4, (efiboot.size+511)/512)
 	img[510], img[511] = 0x55, 0xaa
 }

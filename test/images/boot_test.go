@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,7 @@ func buildInit(t testing.TB) []byte {
 
 // bootSpec is a real kernel, an initramfs holding only the test init, and
 // the Debian packages' bootloaders.
-func bootSpec(t testing.TB, c images.Compression) images.BootSpec {
+func bootSpec(t testing.TB, c images.Compression, extra ...images.File) images.BootSpec {
 	t.Helper()
 	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
 	kernel, err := k.BzImage()
@@ -69,6 +70,7 @@ func bootSpec(t testing.TB, c images.Compression) images.BootSpec {
 		{Path: "dev", Mode: fs.ModeDir | 0o755},
 		{Path: "proc", Mode: fs.ModeDir | 0o555},
 	}
+	tree = append(tree, extra...)
 	if err := images.WriteInitramfs(&initrd, tree, c, time.Unix(1700000000, 0)); err != nil {
 		t.Fatal(err)
 	}
@@ -179,4 +181,22 @@ func TestBootISOAsDiskUnderOVMF(t *testing.T) {
 	iso := writeISO(t)
 	serial := boot(t, "-bios", ovmfPath, "-drive", "format=raw,if=ide,file="+iso)
 	requireInit(t, serial)
+}
+
+// An efiboot.img over 32 MiB does not fit El Torito's 16-bit count of
+// 512-byte sectors; WriteISO then stores 0 and puts the image last, and
+// OVMF must still boot it.
+func TestBootISOWithLargeEFIImageUnderOVMF(t *testing.T) {
+	mustRead(t, ovmfPath)
+	junk := make([]byte, 40<<20)
+	rand.New(rand.NewSource(1)).Read(junk) // incompressible
+	spec := bootSpec(t, images.Gzip, images.File{Path: "junk", Mode: 0o644, Data: junk})
+	if len(spec.Initrd) < 40<<20 {
+		t.Fatalf("initrd is only %d bytes; the test needs efiboot.img over 32 MiB", len(spec.Initrd))
+	}
+	iso := filepath.Join(t.TempDir(), "big.iso")
+	if err := images.WriteISO(iso, spec); err != nil {
+		t.Fatal(err)
+	}
+	requireInit(t, boot(t, "-bios", ovmfPath, "-cdrom", iso))
 }
