@@ -318,7 +318,9 @@ func primaryVolumeDescriptor(spec *BootSpec, sectors, pathTable, lPath, mPath in
 	binary.LittleEndian.PutUint32(b[140:], uint32(lPath))
 	binary.BigEndian.PutUint32(b[148:], uint32(mPath))
 	copy(b[156:], dirRecord([]byte{0}, root.lba, root.size, true, dirTimestamp(epoch)))
-	copy(b[190:], padded("", 128))                       // volume set
+	// The volume set identifier tells images with the same label apart,
+	// as a random UUID would, but from the seed.
+	copy(b[190:], padded(fmt.Sprintf("XENO_%X", derive(spec.Seed, "iso-volume-set", 8)), 128))
 	copy(b[318:], padded("", 128))                       // publisher
 	copy(b[446:], padded("", 128))                       // data preparer
 	copy(b[574:], padded("XENO", 128))                   // application

@@ -2,6 +2,7 @@ package images
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,12 +32,15 @@ func TestISOValidators(t *testing.T) {
 	if st.Size()%(1<<20) != 0 {
 		t.Errorf("ISO is %d bytes, not a whole number of 1 MiB cylinders", st.Size())
 	}
-	out := run(t, xorriso, "-indev", iso, "-report_el_torito", "plain", "-report_system_area", "plain",
+	out := run(t, xorriso, "-indev", iso, "-report_el_torito", "plain", "-report_system_area", "plain", "-pvd_info",
 		"-find", "/", "-exec", "lsdl")
 	norm := regexp.MustCompile(`[ \t]+`).ReplaceAllString(out, " ")
 	for _, want := range []string{
 		"Boot record : El Torito , MBR isohybrid cyl-align-on",
 		"Volume id : 'XENO_TEST'",
+		fmt.Sprintf("Volume Set Id: XENO_%X", derive(spec.Seed, "iso-volume-set", 8)),
+		"Creation Time: " + testEpoch.UTC().Format("20060102150405") + "00",
+		"Modif. Time : " + testEpoch.UTC().Format("20060102150405") + "00",
 		"El Torito img path : 1 /ISOLINUX/ISOLINUX.BIN",
 		"El Torito img opts : 1 boot-info-table isohybrid-suitable",
 		"El Torito img path : 2 /EFIBOOT.IMG",
