@@ -547,3 +547,22 @@ func (c *VCPU) VCPUEvents() (Events, error) {
 func (c *VCPU) SetVCPUEvents(e Events) error {
 	return c.ptrIoctl(setVCPUEvents, unsafe.Pointer(&e), "KVM_SET_VCPU_EVENTS")
 }
+
+const (
+	getLAPIC = 0x8400ae8e
+	setLAPIC = 0x4400ae8f
+)
+
+// LAPICState is struct kvm_lapic_state: the 1 KiB register page.
+type LAPICState [1024]byte
+
+// LAPIC is KVM_GET_LAPIC.
+func (c *VCPU) LAPIC() (*LAPICState, error) {
+	s := new(LAPICState)
+	return s, c.ptrIoctl(getLAPIC, unsafe.Pointer(s), "KVM_GET_LAPIC")
+}
+
+// SetLAPIC is KVM_SET_LAPIC.
+func (c *VCPU) SetLAPIC(s *LAPICState) error {
+	return c.ptrIoctl(setLAPIC, unsafe.Pointer(s), "KVM_SET_LAPIC")
+}

@@ -19,7 +19,7 @@ const (
 	virtioBase  = 0xd0000000
 	virtioSize  = 0x1000
 	virtioIRQ0  = 5
-	maxVirtio   = 8 // IRQs 5..12 stay clear of the SCI (9)? see virtioIRQ
+	maxVirtio   = 8 // IRQs 5-8 and 10-13, see virtioIRQ
 	allOnes     = 0xff
 	portPCIAddr = 0xcf8
 )

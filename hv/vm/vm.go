@@ -220,6 +220,19 @@ func (v *VM) createVCPUs() error {
 			return err
 		}
 	}
+	// Rewrite every LAPIC once all vCPUs exist. KVM builds its APIC-ID
+	// map while a vCPU is being created, before that vCPU counts as
+	// online; here (kvm_pvm) an IPI to the last-created vCPU was then
+	// lost until something rebuilt the map. KVM_SET_LAPIC rebuilds it.
+	for _, c := range v.vcpus {
+		st, err := c.c.LAPIC()
+		if err != nil {
+			return err
+		}
+		if err := c.c.SetLAPIC(st); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -411,6 +424,12 @@ func (v *VM) runVCPU(c *vcpu) {
 	for {
 		c.c.SetImmediateExit(false)
 		if v.park() {
+			// A debugging aid for guests that hang: each vCPU's
+			// registers when the domain ends (docs/hv.md).
+			if os.Getenv("XENO_HV_DUMP") != "" {
+				mp, _ := c.c.MPState()
+				v.logf("vCPU %d at exit (mp_state %d):\n%s", c.c.ID, mp, v.dump(c))
+			}
 			return
 		}
 		err := c.c.Run()

@@ -147,6 +147,33 @@ xtf_putdec:
 	pop %rbx
 	ret
 
+/*
+ * xtf_cmdline_has(rdi = needle): rax = 1 if the kernel command line
+ * (boot_params.hdr.cmd_line_ptr) contains the string, else 0.
+ */
+	.globl xtf_cmdline_has
+xtf_cmdline_has:
+	mov xtf_boot_params(%rip), %rsi
+	mov 0x228(%rsi), %esi
+	test %esi, %esi
+	jz 4f
+1:	cmpb $0, (%rsi)
+	je 4f
+	xor %ecx, %ecx
+2:	movb (%rdi, %rcx), %al
+	test %al, %al
+	je 3f
+	cmpb (%rsi, %rcx), %al
+	jne 5f
+	inc %rcx
+	jmp 2b
+5:	inc %rsi
+	jmp 1b
+3:	mov $1, %eax
+	ret
+4:	xor %eax, %eax
+	ret
+
 /* xtf_boot_timer: mark "init started" for the hv's boot-timer. */
 	.globl xtf_boot_timer
 xtf_boot_timer:

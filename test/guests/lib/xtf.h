@@ -64,4 +64,12 @@
 	lea 9901b(%rip), %rdi;			\
 	call xtf_puts
 
+/* rax = 1 if the command line contains the string literal s */
+#define CMDLINE_HAS(s)				\
+	.pushsection .rodata.str, "a";		\
+	9902: .asciz s;				\
+	.popsection;				\
+	lea 9902b(%rip), %rdi;			\
+	call xtf_cmdline_has
+
 #endif

@@ -1,0 +1,140 @@
+package hv_test
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/hv/acpi"
+	"github.com/xeno-hv/xeno/hv/control"
+)
+
+func TestSerialGuest(t *testing.T) {
+	for _, cpus := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("vcpus=%d", cpus), func(t *testing.T) {
+			r := runHV(t, "--kernel", guest(t, "serial"), "--memory", "64", "--vcpus", strconv.Itoa(cpus))
+			expectEnd(t, r, control.ReasonPoweroff)
+			if got := r.result(); got != "serial PASS" {
+				t.Fatalf("result %q, want serial PASS\nstdout:\n%s\nstderr:\n%s", got, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "hv: boot-timer: ") {
+				t.Errorf("no boot-timer line on stderr:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// A guest bigger than 3 GiB has RAM on both sides of the MMIO hole; the
+// micro-guest only needs to boot, the e820 itself is checked by the Linux
+// early-boot test.
+func TestSerialGuestAboveHole(t *testing.T) {
+	r := runHV(t, "--kernel", guest(t, "serial"), "--memory", "4608")
+	expectEnd(t, r, control.ReasonPoweroff)
+	if r.result() != "serial PASS" {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+}
+
+func TestShutdownPaths(t *testing.T) {
+	cases := []struct {
+		how, reason, detail string
+		iface               string
+	}{
+		{"acpi", control.ReasonPoweroff, "", ""},
+		{"poweroff", control.ReasonPoweroff, "shutdown port", ""},
+		{"reboot", control.ReasonReboot, "shutdown port", ""},
+		{"crash", control.ReasonCrash, "shutdown port", ""},
+		{"i8042", control.ReasonReboot, "i8042", ""},
+		{"triple", control.ReasonCrash, "triple fault", ""},
+		// ACPI works on every interface, even 1.0.
+		{"acpi", control.ReasonPoweroff, "", "1.0"},
+	}
+	for _, c := range cases {
+		t.Run(c.how+c.iface, func(t *testing.T) {
+			args := []string{"--kernel", guest(t, "shutdown"), "--memory", "64", "--cmdline", "xtf.how=" + c.how}
+			if c.iface != "" {
+				args = append(args, "--interface", c.iface)
+			}
+			r := runHV(t, args...)
+			expectEnd(t, r, c.reason)
+			if !strings.Contains(r.exit.Detail, c.detail) {
+				t.Errorf("exit detail %q does not mention %q", r.exit.Detail, c.detail)
+			}
+			if strings.Contains(r.stdout, "FAIL") {
+				t.Errorf("guest reports failure:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+// The triple fault's register dump names the faulting instruction.
+func TestCrashDump(t *testing.T) {
+	r := runHV(t, "--kernel", guest(t, "shutdown"), "--memory", "64", "--cmdline", "xtf.how=triple")
+	expectEnd(t, r, control.ReasonCrash)
+	for _, want := range []string{"RIP=", "RSP=", "CR0=", "CR3=", "CR4=", "EFER=", "code at RIP"} {
+		if !strings.Contains(r.exit.Detail, want) || !strings.Contains(r.stderr, want) {
+			t.Errorf("dump lacks %s\ndetail: %s\nstderr: %s", want, r.exit.Detail, r.stderr)
+		}
+	}
+	// The guest faults on ud2 (0f 0b) after loading an empty IDT.
+	if !strings.Contains(r.exit.Detail, ": 0f 0b") {
+		t.Errorf("code at RIP is not the guest's ud2:\n%s", r.exit.Detail)
+	}
+}
+
+// The shutdown port is part of interface 1.2; a 1.1 domain's write is
+// ignored and the guest reports that it is still running.
+func TestShutdownPortAbsentBefore12(t *testing.T) {
+	ctxRun := runHVUntil(t, "still running", "--kernel", guest(t, "shutdown"), "--memory", "64",
+		"--cmdline", "xtf.how=poweroff", "--interface", "1.1")
+	if !strings.Contains(ctxRun.stdout, "XTF RESULT shutdown FAIL still running") {
+		t.Fatalf("stdout:\n%s", ctxRun.stdout)
+	}
+	expectEnd(t, ctxRun, control.ReasonDestroyed)
+}
+
+func TestGuestHeaderMatchesABI(t *testing.T) {
+	b, err := os.ReadFile("../guests/lib/xtf.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := map[string]uint64{}
+	re := regexp.MustCompile(`(?m)^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*(/\*.*)?$`)
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		v, err := strconv.ParseUint(m[2], 0, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs[m[1]] = v
+	}
+	want := map[string]uint64{
+		"XENO_PORT_INFO_SELECT":  abi.PortInfoSelect,
+		"XENO_PORT_INFO_DATA":    abi.PortInfoData,
+		"XENO_PORT_INFO_LEN":     abi.PortInfoLen,
+		"XENO_PORT_CONSOLE":      abi.PortConsole,
+		"XENO_PORT_SHUTDOWN":     abi.PortShutdown,
+		"XENO_PORT_BOOT_TIMER":   abi.PortBootTimer,
+		"XENO_SHUTDOWN_POWEROFF": abi.ShutdownPoweroff,
+		"XENO_SHUTDOWN_REBOOT":   abi.ShutdownReboot,
+		"XENO_SHUTDOWN_CRASH":    abi.ShutdownCrash,
+		"XENO_INFO_SEL_MAX":      abi.SelUptime,
+		"XENO_ENTRY_MAGIC":       abi.EntryMagic,
+		"XENO_CPUID_BASE":        abi.CPUIDXenoBase,
+		"XENO_CPUID_VER":         abi.CPUIDXenoVer,
+		"ACPI_PM1A_EVT":          acpi.PM1aEvt,
+		"ACPI_PM1A_CNT":          acpi.PM1aCnt,
+		"ACPI_S5_SLP_TYP":        acpi.S5SlpTyp,
+	}
+	for name, v := range want {
+		got, ok := defs[name]
+		if !ok {
+			t.Errorf("xtf.h does not define %s", name)
+		} else if got != v {
+			t.Errorf("xtf.h: %s = %#x, hv says %#x", name, got, v)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+// Package hv_test runs the micro-guests of test/guests through bin/hv and
+// checks what they report and how the domain ends.
+package hv_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/internal/testenv"
+)
+
+// guest returns the path of a built micro-guest.
+func guest(t testing.TB, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "guests", name+".bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v (run `make guests`)", p, err)
+	}
+	return p
+}
+
+// run is one finished hv process.
+type run struct {
+	stdout, stderr string
+	code           int
+	exit           control.Exit // from the exit file
+	elapsed        time.Duration
+}
+
+// xtf returns the "XTF ..." lines of the console output, without "XTF ".
+func (r *run) xtf() []string {
+	var out []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimRight(l, "\r"), "XTF "); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// result returns the guest's RESULT line ("serial PASS").
+func (r *run) result() string {
+	for _, l := range r.xtf() {
+		if s, ok := strings.CutPrefix(l, "RESULT "); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// hvCmd prepares bin/hv with a control socket in a fresh directory.
+func hvCmd(t testing.TB, ctx context.Context, args ...string) (*exec.Cmd, string, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	testenv.RequireKVM(t)
+	bin := testenv.Bin(t, "hv")
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--control", sock}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin = nil
+	return cmd, sock, &stdout, &stderr
+}
+
+// runHV runs bin/hv to completion (bounded by 30 s: a hang is a failure).
+func runHV(t testing.TB, args ...string) *run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, sock, stdout, stderr := hvCmd(t, ctx, args...)
+	start := time.Now()
+	err := cmd.Run()
+	r := &run{elapsed: time.Since(start)}
+	r.stdout, r.stderr = stdout.String(), stderr.String()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("hv %v: %v\nstderr:\n%s", args, err, r.stderr)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("hv %v: did not end within 30 s\nstdout:\n%s\nstderr:\n%s", args, r.stdout, r.stderr)
+	}
+	r.exit = readExit(t, sock)
+	return r
+}
+
+func readExit(t testing.TB, sock string) control.Exit {
+	t.Helper()
+	var e control.Exit
+	b, err := os.ReadFile(control.ExitFile(sock))
+	if err != nil {
+		t.Fatalf("exit file: %v", err)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("exit file %s: %v", b, err)
+	}
+	return e
+}
+
+// expectEnd checks the exit reason, code and file agree.
+func expectEnd(t testing.TB, r *run, reason string) {
+	t.Helper()
+	if r.exit.Reason != reason || r.code != control.ExitCode(reason) || r.exit.Code != r.code {
+		t.Fatalf("ended with code %d, exit file %+v; want reason %s (code %d)\nstdout:\n%s\nstderr:\n%s",
+			r.code, r.exit, reason, control.ExitCode(reason), r.stdout, r.stderr)
+	}
+}
+
+// fields parses "k=v k=v" after a prefix into a map.
+func fields(line string) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(line))
+	sc.Split(bufio.ScanWords)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}

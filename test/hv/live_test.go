@@ -1,0 +1,132 @@
+package hv_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xeno-hv/xeno/hv/control"
+)
+
+// syncBuf is a bytes.Buffer safe to read while hv writes to it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// live is a running hv.
+type live struct {
+	cmd         *exec.Cmd
+	sock        string
+	out, errout *syncBuf
+	done        chan error
+	start       time.Time
+	cancel      context.CancelFunc
+}
+
+func startHV(t testing.TB, args ...string) *live {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	cmd, sock, _, _ := hvCmd(t, ctx, args...)
+	l := &live{cmd: cmd, sock: sock, out: &syncBuf{}, errout: &syncBuf{}, done: make(chan error, 1), cancel: cancel}
+	cmd.Stdout, cmd.Stderr = l.out, l.errout
+	l.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() { l.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+		cancel()
+	})
+	return l
+}
+
+// waitFor waits until the console shows s, or fails.
+func (l *live) waitFor(t testing.TB, s string, timeout time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(l.out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("console did not show %q within %v\nstdout:\n%s\nstderr:\n%s", s, timeout, l.out, l.errout)
+		}
+		select {
+		case err := <-l.done:
+			l.done <- err
+			if !strings.Contains(l.out.String(), s) {
+				t.Fatalf("hv ended (%v) before the console showed %q\nstdout:\n%s\nstderr:\n%s", err, s, l.out, l.errout)
+			}
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return time.Since(l.start)
+}
+
+// call sends one control command, waiting for the socket to appear.
+func (l *live) call(t testing.TB, cmd string) *control.Response {
+	t.Helper()
+	var lastErr error
+	for i := 0; i < 500; i++ {
+		r, err := control.Call(l.sock, cmd, 5*time.Second)
+		if err == nil {
+			return r
+		}
+		lastErr = err
+		if r != nil { // the hv answered with an error
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("control %s: %v\nstderr:\n%s", cmd, lastErr, l.errout)
+	return nil
+}
+
+// wait waits for the hv to end and collects the run.
+func (l *live) wait(t testing.TB) *run {
+	t.Helper()
+	var err error
+	select {
+	case err = <-l.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hv did not end within 30 s\nstdout:\n%s\nstderr:\n%s", l.out, l.errout)
+	}
+	r := &run{stdout: l.out.String(), stderr: l.errout.String(), elapsed: time.Since(l.start)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	r.exit = readExit(t, l.sock)
+	return r
+}
+
+// runHVUntil starts hv, waits for the console to show s, destroys the
+// domain and returns the finished run.
+func runHVUntil(t testing.TB, s string, args ...string) *run {
+	t.Helper()
+	l := startHV(t, args...)
+	l.waitFor(t, s, 30*time.Second)
+	l.call(t, control.CmdDestroy)
+	return l.wait(t)
+}
