@@ -103,8 +103,8 @@ func Build(o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	b := &build{o: o, t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}}
-	b.prog = newProgress(o, 6)
+	prog := newProgress(&o, 3+len(r.Outputs))
+	b := &build{o: o, t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}, prog: prog}
 	defer b.prog.done()
 	if b.srcHash, err = sourceHash(t.root); err != nil {
 		return nil, err
