@@ -56,7 +56,6 @@ func parseCPUIDGuest(t *testing.T, r *run) cpuidReport {
 // entry registers, and the info selectors the interface defines, no more.
 func TestInterfacePresented(t *testing.T) {
 	build := abi.Current()
-	native := build.Release.Interface()
 	served := build.Served()
 	for _, in := range served {
 		g := in.Short()
