@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +74,17 @@ func DefaultCacheDir() string {
 // Store is a content-addressed kernel store rooted at Dir.
 type Store struct {
 	Dir string
+	// Progress, when set, hears how long steps advance: what is being
+	// done, and done/total bytes (total 0 when unknown, as for apt's
+	// download). An import reports the unpacked bytes of the package
+	// against its Installed-Size.
+	Progress func(what string, done, total int64)
+}
+
+func (s *Store) progress(what string, done, total int64) {
+	if s.Progress != nil {
+		s.Progress(what, done, total)
+	}
 }
 
 // Open returns the store at dir, creating it if needed.
@@ -349,6 +361,7 @@ func (s *Store) Fetch(pkg, version string) (*Kernel, error) {
 			return k, nil
 		}
 	}
+	s.progress(fmt.Sprintf("apt-get download %s=%s", pkg, version), 0, 0)
 	p, _, err := debs.Fetch(s.Dir, pkg, version, "")
 	if err != nil {
 		return nil, err
@@ -387,9 +400,21 @@ func (s *Store) ImportDeb(debPath string) (*Kernel, error) {
 	if err := os.Mkdir(filepath.Join(tmp, modulesDir), 0o755); err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	if err := pkg.Walk(x.entry); err != nil {
+	what := "importing " + filepath.Base(debPath)
+	var total, done int64
+	if kib, err := strconv.ParseInt(pkg.Control["Installed-Size"], 10, 64); err == nil && kib > 0 {
+		total = kib << 10
+	}
+	s.progress(what, 0, total)
+	err = pkg.Walk(func(hdr *tar.Header, r io.Reader) error {
+		done += hdr.Size
+		s.progress(what, min(done, total), total)
+		return x.entry(hdr, r)
+	})
+	if err != nil {
 		return nil, err
 	}
+	s.progress(what, total, total)
 	if x.release == "" {
 		return nil, fmt.Errorf("kernels: %s: %w", debPath, ErrNoKernel)
 	}

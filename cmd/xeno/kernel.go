@@ -14,6 +14,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/kernels"
 )
@@ -90,6 +93,7 @@ func kernelFetch(args []string) error {
 	if err != nil {
 		return err
 	}
+	s.Progress = progress()
 	k, err := s.Fetch(pkg, version)
 	if err != nil {
 		return err
@@ -109,6 +113,7 @@ func kernelImport(args []string) error {
 	if err != nil {
 		return err
 	}
+	s.Progress = progress()
 	isDeb, err := looksLikeDeb(pos[0])
 	if err != nil {
 		return err
@@ -124,6 +129,37 @@ func kernelImport(args []string) error {
 	}
 	printStored(k)
 	return nil
+}
+
+// progress shows the store's long steps as a bar on a terminal and as
+// one log line per step otherwise.
+func progress() func(what string, done, total int64) {
+	var cur string
+	var bar *progressbar.ProgressBar
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	return func(what string, done, total int64) {
+		if what != cur {
+			if bar != nil {
+				bar.Finish()
+				bar = nil
+			}
+			cur = what
+			if !tty || total == 0 {
+				fmt.Fprintf(os.Stderr, "xeno: %s\n", what)
+			} else {
+				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
+					progressbar.OptionSetDescription(what), progressbar.OptionShowBytes(true),
+					progressbar.OptionClearOnFinish())
+			}
+		}
+		if bar != nil {
+			bar.Set64(done)
+			if done >= total {
+				bar.Finish()
+				bar = nil
+			}
+		}
+	}
 }
 
 func printStored(k *kernels.Kernel) {
