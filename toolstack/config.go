@@ -91,18 +91,18 @@ type ResolveOptions struct {
 // ignored are xl.cfg keys that xeno knows but does not implement; they
 // warn with the reason instead of the generic "unknown key".
 var ignored = map[string]string{
-	"vif":        "xeno has no network backend in the toolstack yet",
-	"vfb":        "xeno has no framebuffer",
-	"vkb":        "xeno has no virtual keyboard",
-	"pci":        "xeno has no PCI passthrough",
-	"usb":        "xeno has no USB",
-	"serial":     "the console is always the 16550 UART on COM1",
-	"bootloader": "xeno boots the kernel directly; there is no pygrub",
-	"cpus":       "xeno does not pin vCPUs",
-	"cpu_weight": "xeno has no scheduler of its own; vCPUs are Linux threads",
-	"localtime":  "the guest clock is kvmclock, in UTC",
+	"vif":                  "xeno has no network backend in the toolstack yet",
+	"vfb":                  "xeno has no framebuffer",
+	"vkb":                  "xeno has no virtual keyboard",
+	"pci":                  "xeno has no PCI passthrough",
+	"usb":                  "xeno has no USB",
+	"serial":               "the console is always the 16550 UART on COM1",
+	"bootloader":           "xeno boots the kernel directly; there is no pygrub",
+	"cpus":                 "xeno does not pin vCPUs",
+	"cpu_weight":           "xeno has no scheduler of its own; vCPUs are Linux threads",
+	"localtime":            "the guest clock is kvmclock, in UTC",
 	"device_model_version": "xeno has no device model",
-	"vnuma":      "xeno presents one NUMA node",
+	"vnuma":                "xeno presents one NUMA node",
 }
 
 var known = map[string]bool{

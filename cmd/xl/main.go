@@ -1,12 +1,12 @@
-// Command xl: see README.md.
+// Command xl is xeno's toolstack command; see docs/xl.md.
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/xeno-hv/xeno/xl"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "xl: not built yet in this tree")
-	os.Exit(2)
+	os.Exit(xl.Main(os.Args[1:], xl.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
 }

@@ -1,0 +1,525 @@
+package toolstack
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xeno-hv/xeno/hv/control"
+)
+
+// Toolstack runs domains: one detached hv process per domain, watched by
+// one monitor process (xl's daemonised monitor, re-executed as
+// `xl __monitor ID`).
+type Toolstack struct {
+	State *State
+	HV    string // the hv binary
+	XL    string // the xl binary, re-executed as the monitor
+}
+
+// ControlTimeout bounds one control-socket exchange.
+const ControlTimeout = 3 * time.Second
+
+// startTimeout bounds how long create waits for a new hv's control socket.
+const startTimeout = 30 * time.Second
+
+// CreateOptions are xl create's flags that the toolstack acts on.
+type CreateOptions struct {
+	Paused bool // -p: pause the domain as soon as its hv answers
+}
+
+// Reserve takes the domain's ID and name under the lock and writes its
+// record in state "creating", so that of two concurrent creates with one
+// name exactly one proceeds.
+func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
+	unlock, err := t.State.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	recs, err := t.State.Records()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.State == StateCreating && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
+			// A create that died before its monitor took over.
+			_ = t.State.Remove(r.ID)
+			continue
+		}
+		if r.Name == p.Config.Name {
+			return nil, fmt.Errorf("domain %q already exists (ID %d)", r.Name, r.ID)
+		}
+	}
+	id, err := t.State.nextID()
+	if err != nil {
+		return nil, err
+	}
+	dir := t.State.DomainDir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("toolstack: %w", err)
+	}
+	r := &Record{
+		ID: id, Name: p.Config.Name, UUID: p.Config.UUID, State: StateCreating,
+		Config: p.Config, CreatorPid: os.Getpid(),
+		Guest: p.Guest, Declared: p.Declared, Admitted: p.Admitted, Compat: p.Compat,
+		Unchecked:  p.Unchecked,
+		OnPoweroff: p.Config.OnPoweroff, OnReboot: p.Config.OnReboot, OnCrash: p.Config.OnCrash,
+	}
+	t.setPaths(r)
+	if err := t.State.Save(r); err != nil {
+		_ = t.State.Remove(id)
+		return nil, err
+	}
+	return r, nil
+}
+
+func (t *Toolstack) setPaths(r *Record) {
+	dir := t.State.DomainDir(r.ID)
+	r.Control = filepath.Join(dir, "control.sock")
+	r.Console = filepath.Join(dir, "console.sock")
+}
+
+// StartMonitor starts the detached monitor for a reserved domain and
+// waits until its hv answers on the control socket (or fails). On failure
+// nothing is left: no process, no record.
+func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	defer pr.Close()
+	log, err := os.OpenFile(filepath.Join(t.State.DomainDir(r.ID), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		pw.Close()
+		_ = t.removeLocked(r.ID)
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	defer log.Close()
+	args := []string{"__monitor"}
+	if opt.Paused {
+		args = append(args, "-p")
+	}
+	args = append(args, strconv.Itoa(r.ID))
+	cmd := exec.Command(t.XL, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.ExtraFiles = []*os.File{pw} // fd 3: the readiness pipe
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = append(os.Environ(), "XENO_STATE_DIR="+t.State.Dir)
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		_ = t.removeLocked(r.ID)
+		return fmt.Errorf("toolstack: start monitor: %w", err)
+	}
+	pw.Close()
+	// The monitor outlives us; do not wait for it, but reap it if it
+	// ends while we still run (a failed start).
+	go func() { _ = cmd.Wait() }()
+	// One line: "ok", or why the domain did not start.
+	msg, _ := io.ReadAll(io.LimitReader(pr, 64<<10))
+	if s := string(msg); s != "ok\n" {
+		if s == "" {
+			s = "the monitor ended without a word; see " + log.Name()
+		}
+		_ = t.removeLocked(r.ID)
+		return errors.New(strings.TrimSpace(s))
+	}
+	return nil
+}
+
+func (t *Toolstack) removeLocked(id int) error {
+	unlock, err := t.State.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return t.State.Remove(id)
+}
+
+// update loads domain id's record under the lock, applies f and saves it.
+// If f returns errRemove, the record is removed instead.
+func (t *Toolstack) update(id int, f func(r *Record) error) (*Record, error) {
+	unlock, err := t.State.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r, err := t.State.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := f(r); err != nil {
+		if errors.Is(err, errRemove) {
+			return r, t.State.Remove(id)
+		}
+		return r, err
+	}
+	return r, t.State.Save(r)
+}
+
+var errRemove = errors.New("remove the record")
+
+func (r *Record) monitorAlive() bool {
+	if r.MonitorPid == os.Getpid() {
+		return true
+	}
+	return r.MonitorPid > 0 && r.MonitorStart != 0 && procStart(r.MonitorPid) == r.MonitorStart
+}
+
+var errNotUp = errors.New("hv did not come up")
+
+// waitUp polls the control socket until the hv answers (true), the hv
+// exits (false, its wait error) or startTimeout passes (false, errNotUp).
+func waitUp(sock string, exited chan error) (bool, error) {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case err := <-exited:
+			return false, err
+		case <-time.After(5 * time.Millisecond):
+		}
+		if _, err := control.Call(sock, control.CmdStatus, ControlTimeout); err == nil {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, errNotUp
+		}
+	}
+}
+
+// hvArgs is the hv command line for r.
+func (t *Toolstack) hvArgs(r *Record) []string {
+	c := r.Config
+	a := []string{"--kernel", c.Kernel}
+	if c.Ramdisk != "" {
+		a = append(a, "--initrd", c.Ramdisk)
+	}
+	if c.Cmdline != "" {
+		a = append(a, "--cmdline", c.Cmdline)
+	}
+	a = append(a, "--memory", strconv.FormatInt(c.MemoryMiB, 10), "--vcpus", strconv.Itoa(c.VCPUs))
+	for _, d := range c.Disks {
+		s := d.Target
+		if d.ReadOnly {
+			s += ",ro"
+		}
+		a = append(a, "--disk", s)
+	}
+	a = append(a, "--console", "unix:"+r.Console, "--control", r.Control, "--name", r.Name, "--uuid", r.UUID)
+	if r.Guest != "" {
+		a = append(a, "--interface", r.Guest)
+	}
+	if r.Unchecked {
+		a = append(a, "--unchecked-interface")
+	}
+	return a
+}
+
+// Monitor is the body of `xl __monitor ID` (and of xl create -F): it
+// starts the domain's hv, reports readiness through ready (once), waits
+// for the hv to exit and applies on_poweroff / on_reboot / on_crash.
+// It returns when the domain is gone or preserved.
+func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error {
+	first := true
+	tell := func(err error) {
+		if first {
+			first = false
+			ready(err)
+		}
+	}
+	for {
+		r, err := t.State.Load(id)
+		if err != nil {
+			tell(err)
+			return err
+		}
+		hvlog, err := os.OpenFile(filepath.Join(t.State.DomainDir(id), "hv.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			tell(err)
+			_ = t.removeLocked(id)
+			return err
+		}
+		os.Remove(control.ExitFile(r.Control))
+		cmd := exec.Command(t.HV, t.hvArgs(r)...)
+		cmd.Stdout, cmd.Stderr = hvlog, hvlog
+		// The hv gets its own session: a signal to xl's terminal or to
+		// the monitor's group never reaches a guest.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			hvlog.Close()
+			err = fmt.Errorf("start %s: %w", t.HV, err)
+			tell(err)
+			_ = t.removeLocked(id)
+			return err
+		}
+		hvlog.Close()
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+
+		if _, err := t.update(id, func(r *Record) error {
+			r.HVPid, r.HVStart = cmd.Process.Pid, procStart(cmd.Process.Pid)
+			r.MonitorPid, r.MonitorStart = os.Getpid(), procStart(os.Getpid())
+			r.Start = start.UTC()
+			if r.State != StateDying {
+				r.State = StateRunning
+			}
+			return nil
+		}); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			tell(err)
+			return err
+		}
+
+		up, waitErr := waitUp(r.Control, exited)
+		if up {
+			if opt.Paused && first {
+				if _, err := control.Call(r.Control, control.CmdPause, ControlTimeout); err != nil {
+					fmt.Fprintf(os.Stderr, "xl monitor: pause: %v\n", err)
+				}
+			}
+			tell(nil)
+			waitErr = <-exited
+		} else if waitErr == errNotUp {
+			_ = cmd.Process.Kill()
+			<-exited
+			err := fmt.Errorf("hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
+			tell(err)
+			_ = t.removeLocked(id)
+			return err
+		}
+		reason, detail := exitReason(r.Control, start, waitErr)
+		if first {
+			// The hv ended before it ever answered: creation failed.
+			err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
+			tell(err)
+			_ = t.removeLocked(id)
+			return err
+		}
+		next := 0
+		_, err = t.update(id, func(r *Record) error {
+			r.HVPid, r.HVStart = 0, 0
+			r.ExitReason, r.ExitDetail = reason, detail
+			if r.State == StateDying {
+				return errRemove
+			}
+			act := ActionDestroy
+			switch reason {
+			case control.ReasonPoweroff:
+				act = r.OnPoweroff
+			case control.ReasonReboot:
+				act = r.OnReboot
+			case control.ReasonCrash:
+				act = r.OnCrash
+			case control.ReasonDestroyed:
+				return errRemove
+			default:
+				// The hv died without saying why (kill -9, an hv bug):
+				// keep the domain as crashed for the admin to look at,
+				// never restart it behind their back.
+				act = ActionPreserve
+			}
+			switch act {
+			case ActionDestroy:
+				return errRemove
+			case ActionPreserve:
+				r.MonitorPid, r.MonitorStart = 0, 0
+				if reason == control.ReasonPoweroff || reason == control.ReasonReboot {
+					r.State = StateShutdown
+				} else {
+					r.State = StateCrashed
+				}
+				return nil
+			}
+			// Restart: Xen gives the new domain a new domid, same
+			// name and UUID; the directory moves with the record.
+			nid, err := t.State.nextID()
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(t.State.DomainDir(r.ID), t.State.DomainDir(nid)); err != nil {
+				return err
+			}
+			r.ID = nid
+			t.setPaths(r)
+			r.Restarts++
+			r.State = StateCreating
+			next = nid
+			return t.State.Save(r)
+		})
+		if err != nil && !errors.Is(err, errRemove) {
+			return err
+		}
+		if next == 0 {
+			return nil
+		}
+		id = next
+	}
+}
+
+// exitReason reads the hv's exit file, or derives the reason from how the
+// process ended when the hv could not write one.
+func exitReason(sock string, start time.Time, waitErr error) (string, string) {
+	if b, err := os.ReadFile(control.ExitFile(sock)); err == nil {
+		var e control.Exit
+		if json.Unmarshal(b, &e) == nil && e.Reason != "" && !e.Time.Before(start.Add(-time.Second)) {
+			return e.Reason, e.Detail
+		}
+	}
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed", "hv killed by signal " + ws.Signal().String()
+		}
+		return control.ReasonForCode(ee.ExitCode()), fmt.Sprintf("hv exit code %d without an exit file", ee.ExitCode())
+	}
+	if waitErr == nil {
+		return control.ReasonPoweroff, "hv exit code 0 without an exit file"
+	}
+	return control.ReasonError, waitErr.Error()
+}
+
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return "\nhv log (" + path + "):\n  " + strings.Join(lines, "\n  ")
+}
+
+// Destroy stops a domain now and removes its record.
+func (t *Toolstack) Destroy(dom string) error {
+	r, err := t.State.Find(dom)
+	if err != nil {
+		return err
+	}
+	r, err = t.update(r.ID, func(r *Record) error { r.State = StateDying; return nil })
+	if err != nil {
+		return err
+	}
+	if r.HVAlive() {
+		if _, err := control.Call(r.Control, control.CmdDestroy, ControlTimeout); err != nil && r.HVAlive() {
+			_ = syscall.Kill(r.HVPid, syscall.SIGKILL)
+		}
+	}
+	// The monitor removes the record when it sees the hv go; if there is
+	// no monitor (a preserved domain, or it died), remove it here.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		cur, err := t.State.Load(r.ID)
+		if err != nil {
+			return nil // gone
+		}
+		if !cur.HVAlive() && !cur.monitorAlive() {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if cur, err := t.State.Load(r.ID); err == nil && cur.HVAlive() {
+		_ = syscall.Kill(cur.HVPid, syscall.SIGKILL)
+	}
+	return t.removeLocked(r.ID)
+}
+
+// Control sends cmd to a live domain's hv.
+func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
+	r, err := t.State.Find(dom)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != StateRunning || !r.HVAlive() {
+		return r, fmt.Errorf("domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
+	}
+	if _, err := control.Call(r.Control, cmd, ControlTimeout); err != nil {
+		return r, fmt.Errorf("domain %s: %w", r.Name, err)
+	}
+	return r, nil
+}
+
+// WaitGone waits until domain id has stopped: its record is gone, moved
+// (a restart gives a new ID) or no longer running (preserved).
+func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		r, err := t.State.Load(id)
+		if err != nil {
+			var nd *NoDomainError
+			if errors.As(err, &nd) {
+				return nil
+			}
+			return err
+		}
+		if r.State == StateShutdown || r.State == StateCrashed {
+			return nil
+		}
+		if timeout > 0 && time.Now().After(deadline) {
+			return fmt.Errorf("domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Info is a domain as xl list shows it.
+type Info struct {
+	*Record
+	Live   *control.Status // nil unless the hv answered
+	Letter byte            // r b p s c d, as xl's state column
+}
+
+// Inspect combines r with its hv's live status.
+func (t *Toolstack) Inspect(r *Record) Info {
+	in := Info{Record: r}
+	switch r.State {
+	case StateShutdown:
+		in.Letter = 's'
+	case StateCrashed:
+		in.Letter = 'c'
+	case StateDying:
+		in.Letter = 'd'
+	case StateCreating:
+		in.Letter = 'p' // being built: not yet running, as xl shows a paused new domain
+		if r.HVPid == 0 && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
+			in.Letter = 'c'
+		}
+	default:
+		if !r.HVAlive() {
+			// Its hv is gone and nobody recorded why: kill -9, or the
+			// monitor died too.
+			in.Letter = 'c'
+			break
+		}
+		resp, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)
+		if err != nil || resp.Status == nil {
+			in.Letter = 'r'
+			break
+		}
+		in.Live = resp.Status
+		switch resp.Status.State {
+		case control.StatePaused:
+			in.Letter = 'p'
+		case control.StateBlocked:
+			in.Letter = 'b'
+		default:
+			in.Letter = 'r'
+		}
+	}
+	return in
+}

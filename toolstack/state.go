@@ -1,0 +1,291 @@
+package toolstack
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultStateDir is where domain records live unless XENO_STATE_DIR says
+// otherwise; /run is a tmpfs, so records die with the host as domains do.
+const DefaultStateDir = "/run/xeno"
+
+// StateDirFromEnv returns $XENO_STATE_DIR or DefaultStateDir.
+func StateDirFromEnv() string {
+	if d := os.Getenv("XENO_STATE_DIR"); d != "" {
+		return d
+	}
+	return DefaultStateDir
+}
+
+// Domain states as stored in a record. A live domain's finer state
+// (running, blocked, paused) comes from its hv.
+const (
+	StateCreating = "creating" // ID and name reserved, hv starting
+	StateRunning  = "running"  // hv alive (ask it for more)
+	StateShutdown = "shutdown" // stopped and preserved (on_* = preserve)
+	StateCrashed  = "crashed"  // crashed and preserved, or its hv died
+	StateDying    = "dying"    // xl destroy in progress
+)
+
+// Record is one domain's entry in the state directory.
+type Record struct {
+	ID           int       `json:"id"`
+	Name         string    `json:"name"`
+	UUID         string    `json:"uuid"`
+	State        string    `json:"state"`
+	Config       *Config   `json:"config"`
+	HVPid        int       `json:"hv_pid"`
+	HVStart      uint64    `json:"hv_start_ticks"` // /proc/PID/stat starttime, against pid reuse
+	MonitorPid   int       `json:"monitor_pid"`
+	MonitorStart uint64    `json:"monitor_start_ticks"`
+	CreatorPid   int       `json:"creator_pid"`
+	Control      string    `json:"control_socket"`
+	Console      string    `json:"console_socket"`
+	Start        time.Time `json:"start_time"`
+	Guest        string    `json:"guest_interface"`
+	Declared     string    `json:"declared_by"`
+	Admitted     string    `json:"admitted_interface"`
+	Compat       bool      `json:"compat"`
+	Unchecked    bool      `json:"unchecked_interface,omitempty"`
+	OnPoweroff   Action    `json:"on_poweroff"`
+	OnReboot     Action    `json:"on_reboot"`
+	OnCrash      Action    `json:"on_crash"`
+	ExitReason   string    `json:"exit_reason,omitempty"`
+	ExitDetail   string    `json:"exit_detail,omitempty"`
+	Restarts     int       `json:"restarts,omitempty"`
+}
+
+// State is an open state directory.
+type State struct {
+	Dir string
+}
+
+// OpenState opens (creating it 0700 if needed) the state directory, and
+// refuses one that another user owns or that others can write: the
+// records name processes that xl will signal.
+func OpenState(dir string) (*State, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("toolstack: state dir %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("toolstack: state dir %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("toolstack: state dir %s is not a directory", dir)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if int(sys.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("toolstack: state dir %s is owned by uid %d, not by you (uid %d); refusing to use it", dir, sys.Uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("toolstack: state dir %s has mode %v; want 0700 (others must not read or plant domain records)", dir, st.Mode().Perm())
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "domains"), 0o700); err != nil {
+		return nil, fmt.Errorf("toolstack: %w", err)
+	}
+	return &State{Dir: dir}, nil
+}
+
+// DomainDir is where domain id's record, sockets and logs live.
+func (s *State) DomainDir(id int) string {
+	return filepath.Join(s.Dir, "domains", strconv.Itoa(id))
+}
+
+// Lock takes the state directory's lock (flock on a lock file), which
+// serialises ID allocation, name checks and record changes across every
+// xl process. Call the returned function to release it.
+func (s *State) Lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("toolstack: lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("toolstack: lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// nextID allocates a domain ID from the counter file. Call with the lock
+// held. IDs start at 1 (0 is Xen's dom0, which xeno does not have) and
+// are never reused while the state directory lives, as Xen's domids
+// grow until they wrap.
+func (s *State) nextID() (int, error) {
+	p := filepath.Join(s.Dir, "next-id")
+	id := 1
+	if b, err := os.ReadFile(p); err == nil {
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("toolstack: %s: bad counter %q", p, b)
+		}
+		id = n
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("toolstack: %w", err)
+	}
+	if err := writeAtomic(p, []byte(strconv.Itoa(id+1)+"\n")); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// writeAtomic writes through a temp file and a rename, so a reader never
+// sees half a record.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("toolstack: %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("toolstack: %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	return nil
+}
+
+func (s *State) recordPath(id int) string { return filepath.Join(s.DomainDir(id), "record.json") }
+
+// Save writes r's record.
+func (s *State) Save(r *Record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	return writeAtomic(s.recordPath(r.ID), append(b, '\n'))
+}
+
+// Load reads the record of domain id.
+func (s *State) Load(id int) (*Record, error) {
+	b, err := os.ReadFile(s.recordPath(id))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &NoDomainError{What: strconv.Itoa(id)}
+		}
+		return nil, fmt.Errorf("toolstack: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("toolstack: %s: %w", s.recordPath(id), err)
+	}
+	return &r, nil
+}
+
+// Remove deletes domain id's directory: record, sockets and logs.
+func (s *State) Remove(id int) error {
+	if err := os.RemoveAll(s.DomainDir(id)); err != nil {
+		return fmt.Errorf("toolstack: %w", err)
+	}
+	return nil
+}
+
+// Records returns every record, by ID. Unreadable ones are skipped: a
+// record being written is renamed into place whole.
+func (s *State) Records() ([]*Record, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Dir, "domains"))
+	if err != nil {
+		return nil, fmt.Errorf("toolstack: %w", err)
+	}
+	var out []*Record
+	for _, e := range ents {
+		id, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		r, err := s.Load(id)
+		if err != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// NoDomainError says a DOM argument matched no domain.
+type NoDomainError struct{ What string }
+
+func (e *NoDomainError) Error() string { return fmt.Sprintf("domain %s does not exist", e.What) }
+
+// Find resolves a DOM argument, a name or a numeric ID, as xl does.
+func (s *State) Find(dom string) (*Record, error) {
+	if id, err := strconv.Atoi(dom); err == nil {
+		if id < 0 {
+			return nil, &NoDomainError{What: dom}
+		}
+		r, err := s.Load(id)
+		if err != nil {
+			var nd *NoDomainError
+			if errors.As(err, &nd) {
+				return nil, &NoDomainError{What: dom}
+			}
+		}
+		return r, err
+	}
+	recs, err := s.Records()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Name == dom {
+			return r, nil
+		}
+	}
+	return nil, &NoDomainError{What: dom}
+}
+
+// procStart returns the start time (clock ticks since boot) of pid from
+// /proc/PID/stat, 0 if the process does not exist. Comparing it with the
+// recorded one tells a live hv from an unrelated process that reused its
+// pid.
+func procStart(pid int) uint64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may contain spaces and parentheses: fields
+	// restart after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After ")": state is field 3 of stat(5), starttime field 22.
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// Alive reports whether the hv recorded in r is still that process.
+func (r *Record) HVAlive() bool {
+	return r.HVPid > 0 && r.HVStart != 0 && procStart(r.HVPid) == r.HVStart
+}

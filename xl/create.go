@@ -1,0 +1,191 @@
+package xl
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/toolstack"
+	"github.com/xeno-hv/xeno/toolstack/xlcfg"
+)
+
+const commandLine = "command line"
+
+// loadConfig parses CFG and the KEY=VALUE overrides (each one an xl.cfg
+// line applied after the file, as xl create does) and resolves it.
+func loadConfig(io IO, path string, overrides []string) (*toolstack.Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := xlcfg.Parse(path, src)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range overrides {
+		if err := c.Parse(commandLine, []byte(o)); err != nil {
+			return nil, err
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, warns, err := toolstack.Resolve(c, toolstack.ResolveOptions{
+		Dir:          filepath.Dir(abs),
+		CommandLine:  commandLine,
+		LookupKernel: lookupKernel,
+	})
+	for _, w := range warns {
+		fmt.Fprintln(io.Stderr, w)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.Source = abs
+	return cfg, nil
+}
+
+// lookupKernel finds a release in the kernel store ($XENO_CACHE).
+func lookupKernel(release string) (string, error) {
+	s, err := kernels.Open(kernels.DefaultCacheDir())
+	if err != nil {
+		return "", err
+	}
+	k, err := s.Get(release)
+	if err != nil {
+		return "", err
+	}
+	return k.BzImagePath(), nil
+}
+
+func createCmd(io IO, args []string) error {
+	var console, paused, fg, dry, dryLong, unchecked, quiet bool
+	pos, err := flags(args, map[string]*bool{
+		"c": &console, "p": &paused, "F": &fg, "n": &dry, "dryrun": &dryLong,
+		"unchecked-interface": &unchecked, "q": &quiet,
+	})
+	if err != nil {
+		return err
+	}
+	dry = dry || dryLong
+	if len(pos) == 0 {
+		return usagef("no config file")
+	}
+	cfgPath, overrides := pos[0], pos[1:]
+	for _, o := range overrides {
+		if !strings.Contains(o, "=") {
+			return usagef("%q is not a KEY=VALUE override", o)
+		}
+	}
+	cfg, err := loadConfig(io, cfgPath, overrides)
+	if err != nil {
+		return err
+	}
+	host, err := toolstack.ReadHost()
+	if err != nil {
+		return err
+	}
+	plan, refusal := toolstack.Check(cfg, toolstack.CheckOptions{Build: abi.Current(), Host: host, Unchecked: unchecked})
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(io.Stderr, "xl create: warning: %s\n", w)
+	}
+	if dry {
+		printPlan(io, plan)
+		if refusal != nil {
+			return refusal
+		}
+		return nil
+	}
+	if refusal != nil {
+		return refusal
+	}
+	ts, err := open()
+	if err != nil {
+		return err
+	}
+	rec, err := ts.Reserve(plan)
+	if err != nil {
+		return err
+	}
+	opt := toolstack.CreateOptions{Paused: paused}
+	if fg {
+		// -F: this process is the monitor; it returns when the domain
+		// is gone (or preserved).
+		return ts.Monitor(rec.ID, opt, func(err error) {
+			if err == nil && !quiet {
+				fmt.Fprintf(io.Stderr, "Started domain %s (id=%d)\n", rec.Name, rec.ID)
+			}
+		})
+	}
+	if err := ts.StartMonitor(rec, opt); err != nil {
+		return err
+	}
+	if !quiet {
+		fmt.Fprintf(io.Stderr, "Started domain %s (id=%d)\n", rec.Name, rec.ID)
+	}
+	if console {
+		return attach(io, ts, strconv.Itoa(rec.ID))
+	}
+	return nil
+}
+
+// printPlan is xl create -n's output: the resolved config as JSON, then
+// one line per check and the interface decision with its rule.
+func printPlan(io IO, p *toolstack.Plan) {
+	b, _ := json.MarshalIndent(p.Config, "", "  ")
+	fmt.Fprintf(io.Stdout, "%s\n", b)
+	for _, c := range p.Checks {
+		verdict := "ok"
+		if !c.OK {
+			verdict = "REFUSED"
+		}
+		fmt.Fprintf(io.Stdout, "check %-10s %-7s %s\n", c.Check, verdict, c.Detail)
+	}
+	if p.Verdict != "" {
+		fmt.Fprintf(io.Stdout, "interface: guest %s (declared by %s), hv %s: %s, rule %s\n", p.Guest, p.Declared, p.HV, p.Verdict, p.Rule)
+		fmt.Fprintf(io.Stdout, "decision: %s\n", p.Reason)
+	}
+}
+
+func monitorCmd(io IO, args []string) error {
+	var paused bool
+	pos, err := flags(args, map[string]*bool{"p": &paused})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one domain ID")
+	}
+	id, err := strconv.Atoi(pos[0])
+	if err != nil {
+		return usagef("bad ID %q", pos[0])
+	}
+	ts, err := open()
+	if err != nil {
+		return err
+	}
+	// fd 3 is the creator's readiness pipe: "ok\n" or the error. It
+	// was inherited without close-on-exec; the hv must not inherit it, or
+	// the creator would wait for the hv to end.
+	unix.CloseOnExec(3)
+	ready := os.NewFile(3, "ready")
+	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused}, func(err error) {
+		if ready == nil {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(ready, err)
+		} else {
+			fmt.Fprint(ready, "ok\n")
+		}
+		ready.Close()
+	})
+}

@@ -1,0 +1,112 @@
+package xl
+
+import (
+	"fmt"
+
+	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/toolstack"
+)
+
+func oneDom(args []string) (string, error) {
+	pos, err := flags(args, nil)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usagef("want exactly one DOM (a name or an ID)")
+	}
+	return pos[0], nil
+}
+
+func destroyCmd(io IO, args []string) error {
+	dom, err := oneDom(args)
+	if err != nil {
+		return err
+	}
+	ts, err := open()
+	if err != nil {
+		return err
+	}
+	return ts.Destroy(dom)
+}
+
+func controlCmd(cmd string) func(IO, []string) error {
+	return func(io IO, args []string) error {
+		dom, err := oneDom(args)
+		if err != nil {
+			return err
+		}
+		ts, err := open()
+		if err != nil {
+			return err
+		}
+		_, err = ts.Control(dom, cmd)
+		return err
+	}
+}
+
+var (
+	rebootCmd  = controlCmd(control.CmdReboot)
+	pauseCmd   = controlCmd(control.CmdPause)
+	unpauseCmd = controlCmd(control.CmdResume)
+)
+
+// shutdownCmd sends the ACPI power button; the guest decides. With -w it
+// waits until each domain has stopped (gone, restarted under a new ID, or
+// preserved), as xl shutdown -w does.
+func shutdownCmd(io IO, args []string) error {
+	var wait, all bool
+	pos, err := flags(args, map[string]*bool{"w": &wait, "a": &all})
+	if err != nil {
+		return err
+	}
+	if all != (len(pos) == 0) || len(pos) > 1 {
+		return usagef("want one DOM, or -a for all domains")
+	}
+	ts, err := open()
+	if err != nil {
+		return err
+	}
+	var targets []*toolstack.Record
+	if all {
+		recs, err := ts.State.Records()
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.State == toolstack.StateRunning {
+				targets = append(targets, r)
+			}
+		}
+	} else {
+		r, err := ts.State.Find(pos[0])
+		if err != nil {
+			return err
+		}
+		targets = append(targets, r)
+	}
+	var firstErr error
+	var sent []*toolstack.Record
+	for _, r := range targets {
+		if _, err := ts.Control(fmt.Sprint(r.ID), control.CmdShutdown); err != nil {
+			fmt.Fprintf(io.Stderr, "xl shutdown: %v\n", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		sent = append(sent, r)
+	}
+	if wait {
+		for _, r := range sent {
+			fmt.Fprintf(io.Stderr, "Waiting for domain %s (%d) to shut down\n", r.Name, r.ID)
+			if err := ts.WaitGone(r.ID, 0); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if len(sent) > 0 {
+			fmt.Fprintln(io.Stderr, "All domains have been shut down")
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,172 @@
+// Package xl is the xl command table: each command's flags, usage and
+// output format. Everything it does goes through the toolstack package.
+package xl
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/xeno-hv/xeno/toolstack"
+)
+
+// IO is where a command reads and writes; tests give buffers.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+type command struct {
+	name    string
+	usage   string // after "xl NAME "
+	summary string
+	run     func(io IO, args []string) error
+	hidden  bool
+}
+
+// usageError makes the command print its usage; exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func commands() []command {
+	return []command{
+		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
+		{name: "destroy", usage: "DOM", summary: "stop a domain immediately and forget it", run: destroyCmd},
+		{name: "shutdown", usage: "[-w] DOM | -a [-w]", summary: "ask a domain (or all, -a) to power off; -w waits", run: shutdownCmd},
+		{name: "reboot", usage: "DOM", summary: "ask a domain to reboot", run: rebootCmd},
+		{name: "pause", usage: "DOM", summary: "pause a domain's vCPUs", run: pauseCmd},
+		{name: "unpause", usage: "DOM", summary: "resume a paused domain", run: unpauseCmd},
+		{name: "list", usage: "[-l] [-v] [DOM ...]", summary: "list domains (-l: JSON, -v: UUID and interface)", run: listCmd},
+		{name: "console", usage: "DOM", summary: "attach to a domain's console (escape: ^])", run: consoleCmd},
+		{name: "uptime", usage: "[DOM ...]", summary: "show how long domains have run", run: uptimeCmd},
+		{name: "domid", usage: "NAME", summary: "print a domain's ID", run: domidCmd},
+		{name: "domname", usage: "ID", summary: "print a domain's name", run: domnameCmd},
+		{name: "info", usage: "", summary: "show the hypervisor and host", run: infoCmd},
+		{name: "help", usage: "[COMMAND]", summary: "show help", run: nil},
+		{name: "__monitor", usage: "[-p] ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},
+	}
+}
+
+// Main runs xl with args (without the program name) and returns the exit
+// status: 0 success, 1 failure, 2 usage error.
+func Main(args []string, io IO) int {
+	cmds := commands()
+	if len(args) == 0 {
+		help(io.Stderr, cmds)
+		return 2
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		if len(args) > 1 {
+			for _, c := range cmds {
+				if c.name == args[1] && !c.hidden {
+					fmt.Fprintf(io.Stdout, "usage: xl %s %s\n  %s\n", c.name, c.usage, c.summary)
+					return 0
+				}
+			}
+			fmt.Fprintf(io.Stderr, "xl: no command %q\n", args[1])
+			return 2
+		}
+		help(io.Stdout, cmds)
+		return 0
+	}
+	for _, c := range cmds {
+		if c.name != name || c.run == nil {
+			continue
+		}
+		rest := args[1:]
+		for _, a := range rest {
+			if a == "-h" || a == "--help" {
+				fmt.Fprintf(io.Stdout, "usage: xl %s %s\n  %s\n", c.name, c.usage, c.summary)
+				return 0
+			}
+		}
+		err := c.run(io, rest)
+		if err == nil {
+			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(io.Stderr, "xl %s: %s\nusage: xl %s %s\n", c.name, ue.msg, c.name, c.usage)
+			return 2
+		}
+		fmt.Fprintf(io.Stderr, "xl %s: %v\n", c.name, err)
+		return 1
+	}
+	fmt.Fprintf(io.Stderr, "xl: unknown command %q; try `xl help`\n", name)
+	return 2
+}
+
+func help(w io.Writer, cmds []command) {
+	fmt.Fprintln(w, "usage: xl COMMAND [ARGS]")
+	fmt.Fprintln(w)
+	for _, c := range cmds {
+		if !c.hidden {
+			fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "DOM is a domain name or numeric ID. Domains live in $XENO_STATE_DIR (default /run/xeno).")
+}
+
+// flags parses xl's getopt-style boolean flags anywhere among args:
+// "-cp" is "-c -p", long flags are "--name", "--" ends the flags.
+// known maps a flag ("c", "dryrun") to where it is stored.
+func flags(args []string, known map[string]*bool) ([]string, error) {
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(pos, args[i+1:]...), nil
+		case strings.HasPrefix(a, "--"):
+			p, ok := known[a[2:]]
+			if !ok || len(a) == 3 {
+				return nil, usagef("unknown option %s", a)
+			}
+			*p = true
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			for _, ch := range a[1:] {
+				p, ok := known[string(ch)]
+				if !ok {
+					return nil, usagef("unknown option -%c", ch)
+				}
+				*p = true
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return pos, nil
+}
+
+// open builds the toolstack from the environment: $XENO_STATE_DIR, the
+// hv binary ($XENO_HV, else `hv` beside this xl, else on $PATH) and this
+// xl itself for the monitor.
+func open() (*toolstack.Toolstack, error) {
+	st, err := toolstack.OpenState(toolstack.StateDirFromEnv())
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find my own executable: %w", err)
+	}
+	hv := os.Getenv("XENO_HV")
+	if hv == "" {
+		hv = filepath.Join(filepath.Dir(self), "hv")
+		if _, err := os.Stat(hv); err != nil {
+			if p, err := exec.LookPath("hv"); err == nil {
+				hv = p
+			}
+		}
+	}
+	return &toolstack.Toolstack{State: st, HV: hv, XL: self}, nil
+}
