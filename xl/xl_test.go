@@ -1,0 +1,152 @@
+package xl
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xeno-hv/xeno/toolstack"
+)
+
+func run(args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	code := Main(args, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), code
+}
+
+func TestFlags(t *testing.T) {
+	var c, p, n bool
+	pos, err := flags([]string{"g.cfg", "-cp", "memory=5", "--dryrun", "--", "-x"}, map[string]*bool{"c": &c, "p": &p, "dryrun": &n})
+	if err != nil || !c || !p || !n || strings.Join(pos, " ") != "g.cfg memory=5 -x" {
+		t.Errorf("got %v %v %v %v %v", pos, err, c, p, n)
+	}
+	if _, err := flags([]string{"-z"}, nil); err == nil {
+		t.Error("unknown flag accepted")
+	}
+}
+
+func TestUsageAndHelp(t *testing.T) {
+	if _, e, code := run(); code != 2 || !strings.Contains(e, "usage: xl") {
+		t.Errorf("no args: %d %q", code, e)
+	}
+	if o, _, code := run("help"); code != 0 || !strings.Contains(o, "create") || strings.Contains(o, "__monitor") {
+		t.Errorf("help: %d %q", code, o)
+	}
+	if o, _, code := run("help", "list"); code != 0 || !strings.Contains(o, "xl list [-l] [-v]") {
+		t.Errorf("help list: %d %q", code, o)
+	}
+	if _, e, code := run("frob"); code != 2 || !strings.Contains(e, "unknown command") {
+		t.Errorf("unknown: %d %q", code, e)
+	}
+	if _, e, code := run("destroy"); code != 2 || !strings.Contains(e, "usage: xl destroy DOM") {
+		t.Errorf("destroy without DOM: %d %q", code, e)
+	}
+	if _, e, code := run("shutdown", "-a", "x"); code != 2 {
+		t.Errorf("shutdown -a x: %d %q", code, e)
+	}
+}
+
+func TestStateColumnAndUptime(t *testing.T) {
+	for l, want := range map[byte]string{'r': "r-----", 'b': "-b----", 'p': "--p---", 's': "---s--", 'c': "----c-", 'd': "-----d"} {
+		if got := stateColumn(l); got != want {
+			t.Errorf("%c: %s want %s", l, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		5 * time.Second: " 0:00:05", 3723 * time.Second: " 1:02:03", 90000 * time.Second: "1 day,  1:00:00", 200000 * time.Second: "2 days,  7:33:20",
+	} {
+		if got := formatUptime(d); got != want {
+			t.Errorf("%v: %q want %q", d, got, want)
+		}
+	}
+}
+
+// list, domid and domname over records whose hv is not running (no KVM
+// needed): the columns, the crashed letter, -l JSON and lookups.
+func TestListRecords(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	t.Setenv("XENO_STATE_DIR", dir)
+	st, err := toolstack.OpenState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &toolstack.Toolstack{State: st}
+	for _, n := range []string{"alpha", "beta"} {
+		r, err := ts.Reserve(&toolstack.Plan{Config: &toolstack.Config{Name: n, UUID: toolstack.NewUUID(), MemoryMiB: 64, VCPUs: 2}, Admitted: "1.1", Compat: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.State = toolstack.StateShutdown
+		if n == "beta" {
+			r.State = toolstack.StateRunning // with no live hv: crashed
+		}
+		if err := st.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, e, code := run("list")
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	if code != 0 || len(lines) != 3 {
+		t.Fatalf("list: %d %q %q", code, o, e)
+	}
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "Name ID Mem VCPUs State Time(s)" {
+		t.Errorf("header %q", lines[0])
+	}
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "alpha 1 64 2 ---s-- 0.0" {
+		t.Errorf("alpha line %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); strings.Join(f, " ") != "beta 2 64 2 ----c- 0.0" {
+		t.Errorf("beta line %q", lines[2])
+	}
+	if strings.Contains(o, "Domain-0") {
+		t.Error("xeno has no dom0 line")
+	}
+	o, _, _ = run("list", "-v", "beta")
+	if !strings.Contains(o, "1.1") || !strings.Contains(o, "yes") || strings.Contains(o, "alpha") {
+		t.Errorf("list -v beta: %q", o)
+	}
+	o, _, _ = run("list", "-l")
+	var js []map[string]any
+	if err := json.Unmarshal([]byte(o), &js); err != nil || len(js) != 2 || js[1]["name"] != "beta" || js[1]["xl_state"] != "----c-" {
+		t.Errorf("list -l: %v %q", err, o)
+	}
+	if o, _, code := run("domid", "beta"); code != 0 || o != "2\n" {
+		t.Errorf("domid: %d %q", code, o)
+	}
+	if o, _, code := run("domname", "1"); code != 0 || o != "alpha\n" {
+		t.Errorf("domname: %d %q", code, o)
+	}
+	if _, e, code := run("domname", "9"); code != 1 || !strings.Contains(e, "does not exist") {
+		t.Errorf("domname 9: %d %q", code, e)
+	}
+	// destroy of a preserved domain (no hv, no monitor) removes it.
+	if _, e, code := run("destroy", "alpha"); code != 0 {
+		t.Errorf("destroy: %d %q", code, e)
+	}
+	if _, e, code := run("pause", "beta"); code != 1 || !strings.Contains(e, "not running") {
+		t.Errorf("pause of a dead domain: %d %q", code, e)
+	}
+	o, _, _ = run("list")
+	if strings.Contains(o, "alpha") || !strings.Contains(o, "beta") {
+		t.Errorf("after destroy: %q", o)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	t.Setenv("XENO_STATE_DIR", t.TempDir())
+	o, e, code := run("info")
+	if code != 0 {
+		t.Fatalf("info: %d %q", code, e)
+	}
+	for _, k := range []string{"hv_major", "hv_minor", "hv_extra", "hv_version", "hv_caps", "hv_changeset", "hv_build_id", "total_memory", "free_memory", "nr_cpus", "kvm_api_version", "xl_version"} {
+		if !strings.Contains(o, "\n"+k+strings.Repeat(" ", 23-len(k))+": ") {
+			t.Errorf("info lacks %s:\n%s", k, o)
+		}
+	}
+	if !strings.Contains(o, "xeno-1.") {
+		t.Errorf("hv_caps: %s", o)
+	}
+}
