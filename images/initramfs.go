@@ -57,6 +57,10 @@ const (
 // silently, so they are refused before writing.
 const maxCpioSize = 1<<32 - 1
 
+// maxCpioName is PATH_MAX, the longest name (with its NUL) the kernel's
+// unpacker and cpio readers accept.
+const maxCpioName = 4096
+
 // entry is a validated File with what the writer derives for it.
 type entry struct {
 	File
@@ -72,6 +76,9 @@ type entry struct {
 // (bad paths, duplicates, device nodes, files of 4 GiB or more) are
 // refused with an error naming the path, before anything is written.
 func WriteInitramfs(w io.Writer, files []File, c Compression, epoch time.Time) error {
+	if epoch.Unix() < 0 || epoch.Unix() > maxCpioSize {
+		return fmt.Errorf("images: initramfs: epoch %v does not fit newc's unsigned 32-bit mtime", epoch.UTC())
+	}
 	entries, err := normalize(files)
 	if err != nil {
 		return err
@@ -125,6 +132,8 @@ func validPath(p string) string {
 		return "absolute path"
 	case strings.ContainsRune(p, 0):
 		return "NUL in path"
+	case len(p) >= maxCpioName:
+		return fmt.Sprintf("path of %d bytes is longer than the kernel's PATH_MAX", len(p))
 	}
 	for _, c := range strings.Split(p, "/") {
 		switch c {

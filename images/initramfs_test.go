@@ -136,6 +136,7 @@ func TestWriteInitramfsRefuses(t *testing.T) {
 		{"missing source", []File{{Path: "s", Source: filepath.Join(dir, "nope")}}, "s: stat"},
 		{"source is dir", []File{{Path: "s", Source: dir}}, "is not a regular file"},
 		{"data and source", []File{{Path: "s", Data: []byte("x"), Source: "/etc/hostname"}}, "both Data and Source"},
+		{"long path", []File{{Path: strings.Repeat("a/", 2048) + "b"}}, "longer than the kernel's PATH_MAX"},
 		{"dir with data", []File{{Path: "d", Mode: fs.ModeDir, Data: []byte("x")}}, "d: a directory has no contents"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,6 +149,9 @@ func TestWriteInitramfsRefuses(t *testing.T) {
 				t.Errorf("wrote %d bytes before refusing", buf.Len())
 			}
 		})
+	}
+	if err := WriteInitramfs(io.Discard, nil, None, time.Unix(-1, 0)); err == nil || !strings.Contains(err.Error(), "epoch") {
+		t.Errorf("negative epoch: got %v", err)
 	}
 	var buf bytes.Buffer
 	if err := WriteInitramfs(&buf, nil, "lz4", testEpoch); err == nil || !strings.Contains(err.Error(), `"lz4"`) {
