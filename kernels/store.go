@@ -349,6 +349,33 @@ func (s *Store) Fetch(pkg, version string) (*Kernel, error) {
 		}
 		version = v
 	}
+	if k, err := s.stored(pkg, version); k != nil || err != nil {
+		return k, err
+	}
+	// The first of several processes fetching the same kernel downloads
+	// and imports it; the others wait here and then find it stored.
+	unlock, err := s.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if k, err := s.stored(pkg, version); k != nil || err != nil {
+		return k, err
+	}
+	s.progress(fmt.Sprintf("apt-get download %s=%s", pkg, version), 0, 0)
+	p, _, err := debs.Fetch(s.Dir, pkg, version, "")
+	if err != nil {
+		return nil, err
+	}
+	pkgInfo, err := debs.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.importDeb(pkgInfo)
+}
+
+// stored returns the verified kernel imported from pkg=version, or nil.
+func (s *Store) stored(pkg, version string) (*Kernel, error) {
 	all, err := s.List()
 	if err != nil {
 		return nil, err
@@ -361,12 +388,7 @@ func (s *Store) Fetch(pkg, version string) (*Kernel, error) {
 			return k, nil
 		}
 	}
-	s.progress(fmt.Sprintf("apt-get download %s=%s", pkg, version), 0, 0)
-	p, _, err := debs.Fetch(s.Dir, pkg, version, "")
-	if err != nil {
-		return nil, err
-	}
-	return s.ImportDeb(p)
+	return nil, nil
 }
 
 // ImportDeb imports a Debian linux-image package: /boot/vmlinuz-RELEASE,
@@ -382,6 +404,12 @@ func (s *Store) ImportDeb(debPath string) (*Kernel, error) {
 		return nil, err
 	}
 	defer unlock()
+	return s.importDeb(pkg)
+}
+
+// importDeb is ImportDeb with the store lock held.
+func (s *Store) importDeb(pkg *debs.Package) (*Kernel, error) {
+	debPath := pkg.Path
 	all, err := s.List()
 	if err != nil {
 		return nil, err

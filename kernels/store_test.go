@@ -395,3 +395,46 @@ func TestImportDamaged(t *testing.T) {
 		t.Errorf("bare import: %+v", bare)
 	}
 }
+
+// go test runs packages in parallel against one default store; imports of
+// the same package must end with one kernel and nothing half-written.
+func TestConcurrentImport(t *testing.T) {
+	k0 := kerneltest.Kernel(t, kerneltest.Cloud55, kerneltest.Cloud55Version)
+	deb := cachedDeb(t, k0)
+	dir := t.TempDir()
+	const n = 3
+	errs := make(chan error, n)
+	shas := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			// A Store per goroutine, as separate processes would have.
+			s, err := kernels.Open(dir)
+			if err == nil {
+				var k *kernels.Kernel
+				if k, err = s.ImportDeb(deb); err == nil {
+					shas <- k.SHA256
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if sha := <-shas; sha != k0.SHA256 {
+			t.Errorf("import gave %s, want %s", sha, k0.SHA256)
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "kernels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{".lock", k0.SHA256}) {
+		t.Errorf("store holds %v", names)
+	}
+}
