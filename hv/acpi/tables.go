@@ -278,7 +278,8 @@ func buildFADT(cfg Config, facs, dsdt uint64) []byte {
 	b[116+3] = 1 // access size: byte
 	b[128] = ResetValue
 	b[131] = 0 // FADT minor version: ACPI 6.0
-	le.PutUint64(b[132:], facs)
+	// X_FIRMWARE_CTRL stays 0: the FACS is below 4 GiB and ACPICA would
+	// otherwise map it twice. X_DSDT is what 64-bit OSPMs read.
 	le.PutUint64(b[140:], dsdt)
 	copy(b[148:], gas(cfg.PM1aEvt, 32))
 	copy(b[172:], gas(cfg.PM1aCnt, 16))
