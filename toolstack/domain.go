@@ -242,6 +242,11 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 			tell(err)
 			return err
 		}
+		if r.State == StateDying {
+			// Destroyed between a restart and its new hv.
+			tell(fmt.Errorf("domain %s was destroyed", r.Name))
+			return t.removeLocked(id)
+		}
 		hvlog, err := os.OpenFile(filepath.Join(t.State.DomainDir(id), "hv.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			tell(err)
@@ -407,11 +412,20 @@ func logTail(path string) string {
 
 // Destroy stops a domain now and removes its record.
 func (t *Toolstack) Destroy(dom string) error {
-	r, err := t.State.Find(dom)
-	if err != nil {
-		return err
+	var r *Record
+	var err error
+	// A restarting domain moves to a new ID under us: look it up again.
+	for try := 0; ; try++ {
+		if r, err = t.State.Find(dom); err != nil {
+			return err
+		}
+		r, err = t.update(r.ID, func(r *Record) error { r.State = StateDying; return nil })
+		var nd *NoDomainError
+		if err == nil || !errors.As(err, &nd) || try == 5 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	r, err = t.update(r.ID, func(r *Record) error { r.State = StateDying; return nil })
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,545 @@
+// Package xl_test runs the built xl (and hv) end to end: refusals before
+// anything starts, and, with /dev/kvm, the whole domain lifecycle on the
+// micro-guests of test/guests.
+package xl_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cavaliergopher/cpio"
+
+	"github.com/xeno-hv/xeno/internal/testenv"
+)
+
+type env struct {
+	t     testing.TB
+	xl    string
+	hv    string
+	state string
+	dir   string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, xl: testenv.Bin(t, "xl"), dir: t.TempDir()}
+	e.hv = filepath.Join(filepath.Dir(e.xl), "hv")
+	e.state = filepath.Join(e.dir, "state")
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+func (e *env) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, e.xl, args...)
+	c.Env = append(os.Environ(), "XENO_STATE_DIR="+e.state, "XENO_HV="+e.hv)
+	c.Dir = e.dir
+	return c
+}
+
+// run runs xl and returns stdout, stderr and the exit code.
+func (e *env) run(args ...string) (string, string, int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := e.cmd(ctx, args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("xl %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (e *env) mustRun(args ...string) string {
+	e.t.Helper()
+	o, errs, code := e.run(args...)
+	if code != 0 {
+		e.t.Fatalf("xl %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, o, errs)
+	}
+	return o
+}
+
+func (e *env) write(name, body string) string {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// guest returns a built micro-guest, or skips saying which is missing.
+func guest(t *testing.T, name string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "guests", name+".bin")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("XENO_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("micro-guest %s not built (make guests should have built %s)", name, p)
+		}
+		t.Skipf("micro-guest %s not built (run make guests): %v", name, err)
+	}
+	return p
+}
+
+type listed struct {
+	ID        int    `json:"id"`
+	Name      string `json:"name"`
+	State     string `json:"xl_state"`
+	HVPid     int    `json:"hv_pid"`
+	Admitted  string `json:"admitted_interface"`
+	Compat    bool   `json:"compat"`
+	Restarts  int    `json:"restarts"`
+	RecState  string `json:"state"`
+	ExitReson string `json:"exit_reason"`
+}
+
+func (e *env) list() []listed {
+	e.t.Helper()
+	var out []listed
+	if err := json.Unmarshal([]byte(e.mustRun("list", "-l")), &out); err != nil {
+		e.t.Fatalf("xl list -l: %v", err)
+	}
+	return out
+}
+
+func (e *env) find(name string) *listed {
+	for _, d := range e.list() {
+		if d.Name == name {
+			return &d
+		}
+	}
+	return nil
+}
+
+// processes returns the pids of processes whose command line mentions
+// this test's state directory: its hvs and monitors.
+func (e *env) processes() []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cl, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			continue
+		}
+		env, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+		if bytes.Contains(cl, []byte(e.state)) || bytes.Contains(env, []byte("XENO_STATE_DIR="+e.state+"\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// assertClean checks that nothing is recorded and nothing runs.
+func (e *env) assertClean() {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ents, _ := os.ReadDir(filepath.Join(e.state, "domains"))
+		procs := e.processes()
+		if len(ents) == 0 && len(procs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, d := range ents {
+				names = append(names, d.Name())
+			}
+			e.t.Fatalf("left behind: records %v, processes %v", names, procs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) cleanup() {
+	if _, err := os.Stat(e.state); err == nil {
+		for _, d := range e.listQuiet() {
+			e.run("destroy", strconv.Itoa(d.ID))
+		}
+	}
+	for _, pid := range e.processes() {
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+}
+
+func (e *env) listQuiet() []listed {
+	o, _, code := e.run("list", "-l")
+	var out []listed
+	if code == 0 {
+		_ = json.Unmarshal([]byte(o), &out)
+	}
+	return out
+}
+
+func (e *env) waitFor(what string, timeout time.Duration, f func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fakeELF() []byte {
+	b := make([]byte, 4096)
+	copy(b, "\x7fELF\x02\x01\x01")
+	return b
+}
+
+// Refusals need no KVM: the check runs before anything starts, and a
+// refused domain leaves no record and no process.
+func TestRefusals(t *testing.T) {
+	e := newEnv(t)
+	// A real bzImage header is enough for the check; take a micro-guest
+	// if built, else skip the cases that need one.
+	k := guest(t, "shutdown")
+	for _, tc := range []struct {
+		name, cfg string
+		want      []string
+	}{
+		{"newer", `interface = "1.3"`, []string{"newer-than-hv", "1.3", "1.2.0", "g.cfg"}},
+		{"dev-on-stable", `interface = "1.2-dev@0123456789ab"`, []string{"dev-other-build", "1.2-dev", "1.2.0"}},
+		{"unknown", `interface = "7.0"`, []string{"unknown-interface", "7.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := e.write("g.cfg", fmt.Sprintf("name = \"r-%s\"\nkernel = %q\nmemory = 32\n%s\n", tc.name, k, tc.cfg))
+			_, errs, code := e.run("create", cfg)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %s", code, errs)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("refusal %q lacks %q", errs, w)
+				}
+			}
+			e.assertClean()
+		})
+	}
+	t.Run("not-bzimage", func(t *testing.T) {
+		elf := e.write("vmlinux", string(fakeELF()))
+		cfg := e.write("g.cfg", "name = \"elf\"\nkernel = \"vmlinux\"\n")
+		_, errs, code := e.run("create", cfg)
+		if code != 1 || !strings.Contains(errs, elf) || !strings.Contains(errs, "bzimage-magic") {
+			t.Errorf("exit %d: %s", code, errs)
+		}
+		e.assertClean()
+	})
+	t.Run("initramfs-manifest", func(t *testing.T) {
+		rd := e.write("initrd.gz", string(gzipCpio(t, "etc/xeno/manifest.toml", "interface = \"1.3\"\n")))
+		cfg := e.write("g.cfg", fmt.Sprintf("name = \"rd\"\nkernel = %q\nramdisk = \"initrd.gz\"\n", k))
+		_, errs, code := e.run("create", cfg)
+		if code != 1 || !strings.Contains(errs, rd+":/etc/xeno/manifest.toml") || !strings.Contains(errs, "newer-than-hv") {
+			t.Errorf("exit %d: %s", code, errs)
+		}
+		e.assertClean()
+	})
+	t.Run("syntax", func(t *testing.T) {
+		cfg := e.write("g.cfg", "name = \"s\"\nmemory = 12M\n")
+		_, errs, code := e.run("create", cfg)
+		if code != 1 || !strings.Contains(errs, cfg+":2:10:") {
+			t.Errorf("exit %d: %s", code, errs)
+		}
+		// Overrides are xl.cfg lines too, and their errors say so.
+		cfg = e.write("g.cfg", fmt.Sprintf("name = \"s\"\nkernel = %q\n", k))
+		_, errs, code = e.run("create", cfg, "memory=64", `type="pv"`)
+		if code != 1 || !strings.Contains(errs, "command line:1:6") || !strings.Contains(errs, "no PV ABI") {
+			t.Errorf("override: exit %d: %s", code, errs)
+		}
+		e.assertClean()
+	})
+	t.Run("dry-run-compat", func(t *testing.T) {
+		cfg := e.write("g.cfg", fmt.Sprintf("name = \"c\"\nkernel = %q\ninterface = \"1.1\"\n", k))
+		o, errs, code := e.run("create", "-n", cfg)
+		if code != 0 || !strings.Contains(o, "compat") || !strings.Contains(o, "rule compat-table") || !strings.Contains(o, `"name": "c"`) {
+			t.Errorf("exit %d: %s %s", code, o, errs)
+		}
+		o, _, code = e.run("create", "--dryrun", cfg, `interface="1.3"`)
+		if code != 1 || !strings.Contains(o, "REFUSED") || !strings.Contains(o, "newer-than-hv") {
+			t.Errorf("dry-run refusal: exit %d: %s", code, o)
+		}
+		e.assertClean()
+	})
+}
+
+func gzipCpio(t *testing.T, name, body string) []byte {
+	var raw bytes.Buffer
+	w := cpio.NewWriter(&raw)
+	if err := w.WriteHeader(&cpio.Header{Name: name, Mode: 0o644, Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(body))
+	w.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	return gz.Bytes()
+}
+
+// A -dev interface is admitted only by the identical build: build xl
+// twice as 1.3.0-dev with two build ids and ask each about one guest.
+func TestDevInterfaceIdenticalBuild(t *testing.T) {
+	e := newEnv(t)
+	goTool := testenv.RequireCmd(t, "go")
+	k := guest(t, "shutdown")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	xls := map[string]string{}
+	for _, id := range []string{"devbuildaaaa", "devbuildbbbb"} {
+		out := filepath.Join(e.dir, "xl-"+id)
+		abi := "github.com/xeno-hv/xeno/hv/abi"
+		c := exec.Command(goTool, "build", "-o", out, "-ldflags", fmt.Sprintf("-X %s.release=1.3.0-dev -X %s.buildID=%s", abi, abi, id), "./cmd/xl")
+		c.Dir = root
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, b)
+		}
+		xls[id] = out
+	}
+	cfg := e.write("g.cfg", fmt.Sprintf("name = \"dev\"\nkernel = %q\ninterface = \"1.3-dev@devbuildaaaa\"\n", k))
+	for id, xl := range xls {
+		e.xl = xl
+		o, errs, code := e.run("create", "-n", cfg)
+		if id == "devbuildaaaa" {
+			if code != 0 || !strings.Contains(o, "rule dev-identical-build") {
+				t.Errorf("identical build: exit %d %s %s", code, o, errs)
+			}
+		} else if code != 1 || !strings.Contains(errs, "dev-other-build") || !strings.Contains(errs, "devbuildbbbb") {
+			t.Errorf("other build: exit %d %s", code, errs)
+		}
+	}
+	e.assertClean()
+}
+
+func kvmEnv(t *testing.T) *env {
+	testenv.RequireKVM(t)
+	e := newEnv(t)
+	if _, err := os.Stat(e.hv); err != nil {
+		t.Fatalf("hv not built beside xl: %v", err)
+	}
+	return e
+}
+
+// consoleUntil runs xl console DOM until its output contains marker.
+func (e *env) consoleUntil(dom, marker string, timeout time.Duration) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c := e.cmd(ctx, "console", dom)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	c.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	stdin, _ := c.StdinPipe() // kept open: EOF on stdin must not end the console
+	defer stdin.Close()
+	if err := c.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+	for ctx.Err() == nil {
+		mu.Lock()
+		s := out.String()
+		mu.Unlock()
+		if strings.Contains(s, marker) {
+			// ^] detaches, as for a user.
+			stdin.Write([]byte{0x1d})
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	e.t.Fatalf("console of %s never showed %q; got %q", dom, marker, out.String())
+	return ""
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// create -> list -> console -> pause/unpause -> shutdown -w -> gone.
+func TestLifecycle(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "powerbutton")
+	cfg := e.write("pb.cfg", fmt.Sprintf("name = \"pb\"\nkernel = %q\nmemory = 32\n", k))
+	e.mustRun("create", cfg)
+	o := e.mustRun("list")
+	if !strings.Contains(o, "pb ") {
+		t.Fatalf("xl list lacks the domain:\n%s", o)
+	}
+	id := strings.TrimSpace(e.mustRun("domid", "pb"))
+	if name := strings.TrimSpace(e.mustRun("domname", id)); name != "pb" {
+		t.Errorf("domname %s = %q", id, name)
+	}
+	e.consoleUntil("pb", "XTF powerbutton waiting", 30*time.Second)
+	e.mustRun("pause", "pb")
+	if d := e.find("pb"); d == nil || d.State != "--p---" {
+		t.Errorf("after pause: %+v", d)
+	}
+	e.mustRun("unpause", id)
+	if d := e.find("pb"); d == nil || d.State == "--p---" {
+		t.Errorf("after unpause: %+v", d)
+	}
+	if o := e.mustRun("uptime", "pb"); !strings.Contains(o, "pb") {
+		t.Errorf("uptime: %s", o)
+	}
+	e.mustRun("shutdown", "-w", "pb")
+	if d := e.find("pb"); d != nil {
+		t.Errorf("still listed after shutdown -w: %+v", d)
+	}
+	e.assertClean()
+}
+
+func TestDestroyAndCompat(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("d.cfg", fmt.Sprintf("name = \"d\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=none\"\ninterface = \"1.1\"\n", k))
+	e.mustRun("create", cfg)
+	d := e.find("d")
+	if d == nil || d.Admitted != "1.1" || !d.Compat {
+		t.Fatalf("compat domain: %+v", d)
+	}
+	if o := e.mustRun("list", "-v"); !strings.Contains(o, "1.1") || !strings.Contains(o, "yes") {
+		t.Errorf("list -v: %s", o)
+	}
+	e.mustRun("destroy", "d")
+	if d := e.find("d"); d != nil {
+		t.Errorf("listed after destroy: %+v", d)
+	}
+	e.assertClean()
+}
+
+// on_reboot = "restart": a new domain ID, the same name, as Xen does.
+func TestRebootRestart(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("r.cfg", fmt.Sprintf("name = \"rb\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=reboot\"\non_reboot = \"restart\"\n", k))
+	e.mustRun("create", cfg)
+	first := -1
+	if d := e.find("rb"); d != nil {
+		first = d.ID
+	}
+	e.waitFor("a restart under a new ID", 30*time.Second, func() bool {
+		d := e.find("rb")
+		return d != nil && d.ID != first && d.Restarts >= 1
+	})
+	e.mustRun("destroy", "rb")
+	e.assertClean()
+}
+
+// on_poweroff = "preserve" keeps the record as shut down until destroy.
+func TestPreserve(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("p.cfg", fmt.Sprintf("name = \"pv\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=poweroff\"\non_poweroff = \"preserve\"\n", k))
+	e.mustRun("create", cfg)
+	e.waitFor("state s", 30*time.Second, func() bool {
+		d := e.find("pv")
+		return d != nil && d.State == "---s--"
+	})
+	e.mustRun("destroy", "pv")
+	e.assertClean()
+}
+
+// An hv killed with -9 shows as crashed until destroyed.
+func TestKilledHVIsCrashed(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("k.cfg", fmt.Sprintf("name = \"k9\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=none\"\n", k))
+	e.mustRun("create", cfg)
+	d := e.find("k9")
+	if d == nil || d.HVPid <= 0 {
+		t.Fatalf("no hv pid: %+v", d)
+	}
+	p, _ := os.FindProcess(d.HVPid)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("state c", 10*time.Second, func() bool {
+		d := e.find("k9")
+		return d != nil && d.State == "----c-"
+	})
+	time.Sleep(200 * time.Millisecond)
+	if d := e.find("k9"); d == nil || d.State != "----c-" {
+		t.Errorf("crashed domain did not stay: %+v", d)
+	}
+	e.mustRun("destroy", "k9")
+	e.assertClean()
+}
+
+// Two concurrent creates of one name: exactly one domain.
+func TestConcurrentCreate(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("c.cfg", fmt.Sprintf("name = \"same\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=none\"\n", k))
+	var wg sync.WaitGroup
+	codes := make([]int, 4)
+	errs := make([]string, 4)
+	for i := range codes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i], codes[i] = e.run("create", cfg)
+		}(i)
+	}
+	wg.Wait()
+	ok := 0
+	for i, c := range codes {
+		if c == 0 {
+			ok++
+		} else if !strings.Contains(errs[i], "already exists") {
+			t.Errorf("create %d: exit %d: %s", i, c, errs[i])
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d creates succeeded, want 1", ok)
+	}
+	if n := len(e.list()); n != 1 {
+		t.Errorf("%d domains listed, want 1", n)
+	}
+	e.mustRun("destroy", "same")
+	e.assertClean()
+}
+
+// The same lifecycle with the Debian kernel and xeno-init, where an
+// unmodified Linux can reach init (hardware KVM).
+func TestLifecycleDebian(t *testing.T) {
+	testenv.RequireHardwareKVM(t)
+	e := newEnv(t)
+	initrd := os.Getenv("XENO_TEST_INITRD")
+	if initrd == "" {
+		t.Skip("XENO_TEST_INITRD (an initramfs with xeno-init from `xeno build`) is not set")
+	}
+	cfg := e.write("deb.cfg", fmt.Sprintf("name = \"deb\"\nkernel = \"6.1.0-56-cloud-amd64\"\nramdisk = %q\nmemory = 512\nvcpus = 2\nextra = \"console=ttyS0\"\n", initrd))
+	e.mustRun("create", cfg)
+	e.consoleUntil("deb", "xeno-init", 120*time.Second)
+	e.mustRun("shutdown", "-w", "deb")
+	e.assertClean()
+}
