@@ -162,6 +162,9 @@ func checkConfig(t *testing.T, k *kernels.Kernel) {
 	if strings.HasPrefix(k.Release, "6.1.0-") && c.State("X86_MPPARSE") != "n" {
 		t.Errorf("6.1 cloud: CONFIG_X86_MPPARSE = %s, want n", c.State("X86_MPPARSE"))
 	}
+	if n := c.Needs(); len(n) == 0 || !strings.Contains(n[0].What, "MADT") {
+		t.Errorf("Needs does not start with the MADT: %v", n)
+	}
 }
 
 func checkModules(t *testing.T, k *kernels.Kernel) {

@@ -247,6 +247,7 @@ type inspection struct {
 	ELF         *kernels.ELFInfo     `json:"vmlinux,omitempty"`
 	ELFError    string               `json:"vmlinux_error,omitempty"`
 	Config      map[string]string    `json:"config,omitempty"`
+	Needs       []kernels.Need       `json:"needs,omitempty"`
 	configFrom  string
 }
 
@@ -407,6 +408,7 @@ func (in *inspection) setConfig(c kernels.Config, from string) {
 		in.Config[opt] = c.State(opt)
 	}
 	in.configFrom = from
+	in.Needs = c.Needs()
 }
 
 func yesNo(b bool) string {
@@ -466,7 +468,16 @@ func (in *inspection) print(out io.Writer) error {
 			row("  CONFIG_"+opt, "%s", in.Config[opt])
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(in.Needs) > 0 {
+		fmt.Fprintln(out, "needs (from the config):")
+		for _, n := range in.Needs {
+			fmt.Fprintf(out, "  - %s (%s)\n", n.What, n.Because)
+		}
+	}
+	return nil
 }
 
 func sha256Hex(b []byte) string {
