@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,6 +289,8 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 
 		up, waitErr := waitUp(r.Control, exited)
 		if up {
+			checkSockets(r)
+			go mirrorConsole(r.Console, filepath.Join(t.State.DomainDir(id), "console.log"))
 			if opt.Paused && first {
 				if _, err := control.Call(r.Control, control.CmdPause, ControlTimeout); err != nil {
 					fmt.Fprintf(os.Stderr, "xl monitor: pause: %v\n", err)
@@ -370,6 +373,38 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		}
 		id = next
 	}
+}
+
+// checkSockets makes sure the hv's sockets are 0600, as the contract
+// says: whoever can connect can destroy the domain or type on its console.
+func checkSockets(r *Record) {
+	for _, p := range []string{r.Control, r.Console} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "xl monitor: %s has mode %v, setting 0600\n", p, fi.Mode().Perm())
+		_ = os.Chmod(p, 0o600)
+	}
+}
+
+// mirrorConsole appends everything the domain's console prints to a log
+// beside the record, so that the output of a guest that has stopped
+// (preserved, crashed, or too quick for xl console) can still be read.
+// The hv replays its recent output to a new client, so nothing from boot
+// is lost.
+func mirrorConsole(sock, logPath string) {
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, conn)
 }
 
 // exitReason reads the hv's exit file, or derives the reason from how the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -37,6 +38,14 @@ func attach(iox IO, ts *toolstack.Toolstack, dom string) error {
 	}
 	conn, err := net.Dial("unix", r.Console)
 	if err != nil {
+		// A stopped domain (preserved or crashed) has no console, but
+		// its monitor kept what it printed.
+		logPath := filepath.Join(filepath.Dir(r.Console), "console.log")
+		if b, lerr := os.ReadFile(logPath); lerr == nil && r.State != toolstack.StateRunning {
+			fmt.Fprintf(iox.Stderr, "xl console: domain %s is not running (state %s); its console log %s follows\n", r.Name, r.State, logPath)
+			_, err := iox.Stdout.Write(b)
+			return err
+		}
 		return fmt.Errorf("domain %s has no console (state %s): %w", r.Name, r.State, err)
 	}
 	defer conn.Close()

@@ -429,6 +429,19 @@ func TestDestroyAndCompat(t *testing.T) {
 	if o := e.mustRun("list", "-v"); !strings.Contains(o, "1.1") || !strings.Contains(o, "yes") {
 		t.Errorf("list -v: %s", o)
 	}
+	for _, sock := range []string{"control.sock", "console.sock"} {
+		fi, err := os.Stat(filepath.Join(e.state, "domains", strconv.Itoa(d.ID), sock))
+		if err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", sock, fi.Mode())
+		}
+	}
+	if fi, err := os.Stat(e.state); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir: mode %v, want 0700", fi.Mode())
+	}
 	e.mustRun("destroy", "d")
 	if d := e.find("d"); d != nil {
 		t.Errorf("listed after destroy: %+v", d)
@@ -464,6 +477,10 @@ func TestPreserve(t *testing.T) {
 		d := e.find("pv")
 		return d != nil && d.State == "---s--"
 	})
+	// Its console is gone with its hv, but the monitor kept the log.
+	if o := e.mustRun("console", "pv"); !strings.Contains(o, "XTF shutdown start") {
+		t.Errorf("console of a preserved domain: %q", o)
+	}
 	e.mustRun("destroy", "pv")
 	e.assertClean()
 }
