@@ -30,6 +30,13 @@ type Options struct {
 	// images (downloads are still reused: they are checked by sha256).
 	// verify uses it so that the second build really rebuilds.
 	NoBuildCache bool
+	// SrcDir is the source tree to compile from; default: the tree above
+	// the recipe, else above the working directory. verify builds from
+	// a snapshot so that edits made meanwhile cannot reach one build only.
+	SrcDir string
+	// Changeset overrides `git rev-parse HEAD` of SrcDir (a snapshot has
+	// no .git).
+	Changeset string
 }
 
 // target is what a recipe resolves to before anything is fetched.
@@ -61,17 +68,19 @@ func resolve(o Options) (*target, error) {
 	} else if !pin.Matches(rel) {
 		return nil, fmt.Errorf("%s:%d: recipe pins hv %s, but this tree builds hv %s (give --hv-release to build another release)", r.Path, r.Line("hv.release"), pin, rel)
 	}
-	root, err := moduleRoot(r.Dir)
-	if err != nil {
-		return nil, err
+	root := o.SrcDir
+	if root == "" {
+		if root, err = ModuleRoot(r.Dir); err != nil {
+			return nil, err
+		}
 	}
 	id, err := run(root, nil, "sh", "scripts/buildid.sh", rel.String())
 	if err != nil {
 		return nil, fmt.Errorf("builder: build id: %w", err)
 	}
-	changeset, err := run(root, nil, "git", "rev-parse", "--short=12", "HEAD")
-	if err != nil {
-		changeset = "unknown"
+	changeset := o.Changeset
+	if changeset == "" {
+		changeset = Changeset(root)
 	}
 	gover, err := run(root, nil, "go", "env", "GOVERSION")
 	if err != nil {
@@ -98,9 +107,19 @@ func resolve(o Options) (*target, error) {
 	return t, nil
 }
 
-// moduleRoot finds the directory of xeno's go.mod at or above dir, else
+// Changeset is the tree's git commit, as the Makefile stamps it, or
+// "unknown" outside a git checkout.
+func Changeset(root string) string {
+	c, err := run(root, nil, "git", "rev-parse", "--short=12", "HEAD")
+	if err != nil {
+		return "unknown"
+	}
+	return c
+}
+
+// ModuleRoot finds the directory of xeno's go.mod at or above dir, else
 // above the working directory.
-func moduleRoot(dir string) (string, error) {
+func ModuleRoot(dir string) (string, error) {
 	for _, start := range []string{dir, "."} {
 		d, err := filepath.Abs(start)
 		if err != nil {

@@ -70,10 +70,8 @@ func Main() {
 			line := RefuseLine(pinned, info, d)
 			fmt.Fprintln(out, line)
 			if ShutdownOffered(info) {
-				// Say why on the hv's own console too, then crash out.
-				for _, c := range []byte(line + "\n") {
-					ports.Outb(abi.PortConsole, c)
-				}
+				// The reason the hv records is "crash": the guest did not
+				// run what it was made for.
 				ports.Outb(abi.PortShutdown, abi.ShutdownCrash)
 			}
 			powerOff(out, nil, false)

@@ -55,6 +55,8 @@ func buildCmd(args []string) error {
 	fs := builderFlags("build", &o)
 	fs.StringVar(&o.OutDir, "o", ".", "output directory")
 	fs.BoolVar(&o.NoBuildCache, "no-build-cache", false, "rebuild Go programs and the initramfs instead of using the cache")
+	fs.StringVar(&o.SrcDir, "src", "", "compile Go programs from this source tree (default: the tree above the recipe)")
+	fs.StringVar(&o.Changeset, "changeset", "", "stamp this changeset instead of the tree's git HEAD")
 	r, err := parseRecipeArgs(fs, args)
 	if err != nil {
 		return err
@@ -97,6 +99,19 @@ func verifyCmd(args []string) error {
 	if !*keep {
 		defer os.RemoveAll(work)
 	}
+	// Both builds compile from one snapshot of the tree, so an edit made
+	// while verify runs cannot reach one build only.
+	root, err := builder.ModuleRoot(filepath.Dir(recipe))
+	if err != nil {
+		return err
+	}
+	src := filepath.Join(work, "src")
+	if err := builder.Snapshot(root, src); err != nil {
+		return fmt.Errorf("verify: snapshot of %s: %w", root, err)
+	}
+	if rel, err := filepath.Rel(root, recipe); err == nil && filepath.IsLocal(rel) {
+		recipe = filepath.Join(src, rel)
+	}
 	a, bdir := filepath.Join(work, "a"), filepath.Join(work, "b")
 	gocache := filepath.Join(work, "gocache")
 	runs := []struct {
@@ -111,7 +126,8 @@ func verifyCmd(args []string) error {
 		if err := os.MkdirAll(run.dir, 0o755); err != nil {
 			return err
 		}
-		cargs := []string{"-c", `umask "$0" && exec "$@"`, run.umask, self, "build", "-o", run.dir, "--cache", o.CacheDir}
+		cargs := []string{"-c", `umask "$0" && exec "$@"`, run.umask, self, "build", "-o", run.dir, "--cache", o.CacheDir,
+			"--src", src, "--changeset", builder.Changeset(root)}
 		if o.HVRelease != "" {
 			cargs = append(cargs, "--hv-release", o.HVRelease)
 		}
