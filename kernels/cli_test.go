@@ -140,7 +140,16 @@ func TestXenoKernelCLI(t *testing.T) {
 	failXeno(t, cache, []string{"no kernel", "nothing"}, "kernel", "inspect", "nothing")
 	failXeno(t, cache, []string{"package not found by apt"}, "kernel", "fetch", "xeno-no-such-kernel=1.0")
 
+	out = mustXeno(t, cache, "kernel", "verify")
+	if strings.Count(out, "\nok ")+strings.Count(out[:3], "ok ") != 2 {
+		t.Errorf("verify:\n%s", out)
+	}
+
 	// A damaged store is reported, not used.
+	ko := filepath.Join(cache, "kernels", k55.SHA256, "modules", "kernel", "drivers", "virtio", "virtio_mmio.ko")
+	flipByte(t, ko, 200)
+	failXeno(t, cache, []string{"hash mismatch", ko, "1 of 2 kernels damaged"}, "kernel", "verify")
 	flipByte(t, filepath.Join(cache, "kernels", k56.SHA256, "bzImage"), 1<<20)
 	failXeno(t, cache, []string{"hash mismatch", k56.SHA256}, "kernel", "inspect", k56.Release)
+	failXeno(t, cache, []string{"hash mismatch", "2 of 2 kernels damaged"}, "kernel", "verify")
 }

@@ -270,3 +270,31 @@ func (k *Kernel) VerifyModules(paths []string) error {
 	}
 	return nil
 }
+
+// VerifyAll rehashes everything stored for the kernel: bzImage, config,
+// the modules manifest and every file it lists, and the cached vmlinux.
+func (k *Kernel) VerifyAll() error {
+	if err := k.Verify(); err != nil {
+		return err
+	}
+	if k.ModulesSHA256 != "" {
+		var all []string
+		err := filepath.WalkDir(k.ModulesDir(), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				all = append(all, p)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("kernels: %w", err)
+		}
+		if err := k.VerifyModules(all); err != nil {
+			return err
+		}
+	}
+	vm := filepath.Join(k.dir, vmlinuxFile)
+	if rec, err := os.ReadFile(vm + ".sha256"); err == nil {
+		return verifyFile(vm, strings.TrimSpace(string(rec)))
+	}
+	return nil
+}

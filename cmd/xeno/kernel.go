@@ -27,6 +27,7 @@ const kernelUsage = `usage: xeno kernel COMMAND [ARGS]
   import FILE                 import a linux-image .deb or a bare bzImage
   list [--json]               list the stored kernels
   inspect NAME|FILE [--json]  show a kernel's boot header, payload, Xen notes and config
+  verify [NAME...]            rehash every stored file (all kernels by default)
 
 NAME is a release (uname -r), a package name, PACKAGE=VERSION or a sha256
 prefix. The store is $XENO_CACHE, else $XDG_CACHE_HOME/xeno, else ~/.cache/xeno;
@@ -40,6 +41,7 @@ func kernelCmd(args []string) error {
 	}
 	cmds := map[string]func([]string) error{
 		"fetch": kernelFetch, "import": kernelImport, "list": kernelList, "inspect": kernelInspect,
+		"verify": kernelVerify,
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Print(kernelUsage)
@@ -211,6 +213,44 @@ func kernelList(args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%.12s\n", k.Release, version, humanSize(int64(k.Size)), k.Protocol, k.Compression, k.Modules, k.SHA256)
 	}
 	return w.Flush()
+}
+
+func kernelVerify(args []string) error {
+	var cache string
+	fs := kernelFlags("verify", &cache)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := kernels.Open(cache)
+	if err != nil {
+		return err
+	}
+	var list []*kernels.Kernel
+	if fs.NArg() == 0 {
+		if list, err = s.List(); err != nil {
+			return err
+		}
+	}
+	for _, name := range fs.Args() {
+		k, err := s.Get(name)
+		if err != nil {
+			return err
+		}
+		list = append(list, k)
+	}
+	bad := 0
+	for _, k := range list {
+		if err := k.VerifyAll(); err != nil {
+			fmt.Fprintf(os.Stderr, "xeno: %v\n", err)
+			bad++
+			continue
+		}
+		fmt.Printf("ok %s %.12s (bzImage, config, %d modules)\n", k.Release, k.SHA256, k.Modules)
+	}
+	if bad > 0 {
+		return fmt.Errorf("kernel verify: %d of %d kernels damaged", bad, len(list))
+	}
+	return nil
 }
 
 func humanSize(n int64) string {
