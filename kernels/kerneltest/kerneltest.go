@@ -41,7 +41,7 @@ func Kernel(t testing.TB, pkg, version string) *kernels.Kernel {
 	}
 	k, err := s.Fetch(pkg, version)
 	if errors.Is(err, debs.ErrApt) || errors.Is(err, debs.ErrNotFound) {
-		t.Skipf("kerneltest: cannot get %s=%s with apt: %v", pkg, version, err)
+		t.Skipf("kerneltest: cannot get %s=%s with apt (no network, or apt-get update not run?): %v", pkg, version, err)
 	}
 	if err != nil {
 		t.Fatalf("kerneltest: %v", err)
