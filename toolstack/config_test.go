@@ -216,3 +216,18 @@ func TestKernelStore(t *testing.T) {
 		t.Errorf("store lookup: %+v", cfg)
 	}
 }
+
+func FuzzDiskspec(f *testing.F) {
+	for _, s := range []string{"disk.img", "a,raw,xvda,ro", "format=raw, vdev=xvda, access=rw, target=/a,b", ",,,", "target=", "a,qcow2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		d, err := ParseDiskspec(spec)
+		if err != nil {
+			return
+		}
+		if d.Target == "" || d.Format != "raw" || (d.Vdev != "" && !vdevRE.MatchString(d.Vdev)) {
+			t.Fatalf("%q accepted as %+v", spec, d)
+		}
+	})
+}

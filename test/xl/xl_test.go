@@ -560,3 +560,58 @@ func TestLifecycleDebian(t *testing.T) {
 	e.mustRun("shutdown", "-w", "deb")
 	e.assertClean()
 }
+
+// create -c attaches the console at once; -p creates paused; reboot
+// restarts under a new ID; shutdown -a -w stops every domain.
+func TestCreateFlagsRebootShutdownAll(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "powerbutton")
+	cfg := e.write("pb.cfg", fmt.Sprintf("kernel = %q\nmemory = 32\n", k))
+
+	// -c: the console follows creation; ^] on stdin detaches.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := e.cmd(ctx, "create", "-c", cfg, `name="con"`)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	c.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	stdin, _ := c.StdinPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the guest's marker on xl create -c", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(out.String(), "XTF powerbutton waiting")
+	})
+	stdin.Write([]byte{0x1d})
+	if err := c.Wait(); err != nil {
+		t.Errorf("xl create -c after ^]: %v", err)
+	}
+	if d := e.find("con"); d == nil {
+		t.Fatal("detaching the console stopped the domain")
+	}
+
+	e.mustRun("create", "-p", cfg, `name="paused"`)
+	if d := e.find("paused"); d == nil || d.State != "--p---" {
+		t.Errorf("create -p: %+v", d)
+	}
+	e.mustRun("unpause", "paused")
+
+	old := e.find("con").ID
+	e.mustRun("reboot", "con")
+	e.waitFor("con restarted under a new ID", 30*time.Second, func() bool {
+		d := e.find("con")
+		return d != nil && d.ID != old && d.RecState == "running"
+	})
+
+	o, errs, code := e.run("shutdown", "-a", "-w")
+	if code != 0 {
+		t.Fatalf("shutdown -a -w: %d %s %s", code, o, errs)
+	}
+	// on_poweroff defaults to destroy: both are gone.
+	if l := e.list(); len(l) != 0 {
+		t.Errorf("after shutdown -a -w: %+v", l)
+	}
+	e.assertClean()
+}
