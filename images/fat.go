@@ -288,6 +288,9 @@ func buildTree(files []fatFile) (*fatDir, []*fatDir, error) {
 		if why := validPath(f.path); why != "" {
 			return nil, nil, fmt.Errorf("FAT: %q: %s", f.path, why)
 		}
+		if i := strings.IndexFunc(f.path, func(r rune) bool { return r < 0x20 || strings.ContainsRune(`\:*?"<>|`, r) }); i >= 0 {
+			return nil, nil, fmt.Errorf("FAT: %q: %q is not allowed in FAT names", f.path, f.path[i])
+		}
 		d := root
 		parts := strings.Split(f.path, "/")
 		for _, c := range parts[:len(parts)-1] {
