@@ -16,6 +16,8 @@ func builderFlags(name string, o *builder.Options) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&o.CacheDir, "cache", kernels.DefaultCacheDir(), "download and build cache directory (env XENO_CACHE)")
 	fs.StringVar(&o.HVRelease, "hv-release", "", "build the hv and xeno-init as this release (must match the recipe's [hv] pin)")
+	fs.StringVar(&o.SrcDir, "src", "", "compile Go programs from this source tree (default: the tree above the recipe)")
+	fs.StringVar(&o.Changeset, "changeset", "", "stamp this changeset instead of the tree's git HEAD")
 	return fs
 }
 
@@ -55,8 +57,6 @@ func buildCmd(args []string) error {
 	fs := builderFlags("build", &o)
 	fs.StringVar(&o.OutDir, "o", ".", "output directory")
 	fs.BoolVar(&o.NoBuildCache, "no-build-cache", false, "rebuild Go programs and the initramfs instead of using the cache")
-	fs.StringVar(&o.SrcDir, "src", "", "compile Go programs from this source tree (default: the tree above the recipe)")
-	fs.StringVar(&o.Changeset, "changeset", "", "stamp this changeset instead of the tree's git HEAD")
 	r, err := parseRecipeArgs(fs, args)
 	if err != nil {
 		return err
