@@ -335,6 +335,7 @@ func readBounded(path string) ([]byte, error) {
 func manifestInterface(where string, data []byte) (abi.Interface, error) {
 	var m struct {
 		Interface string `toml:"interface"`
+		HVBuildID string `toml:"hv_build_id"`
 	}
 	if _, err := toml.Decode(string(data), &m); err != nil {
 		return abi.Interface{}, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
@@ -345,6 +346,10 @@ func manifestInterface(where string, data []byte) (abi.Interface, error) {
 	in, err := abi.ParseInterface(m.Interface)
 	if err != nil {
 		return in, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
+	}
+	if in.Dev && in.BuildID == "" {
+		// A dev guest names its hv build; the manifest may say it apart.
+		in.BuildID = m.HVBuildID
 	}
 	return in, nil
 }
