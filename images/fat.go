@@ -79,7 +79,8 @@ type fatDir struct {
 	names   []string // children, sorted
 	dirs    map[string]*fatDir
 	files   map[string]*fatFile
-	entries [][]byte // encoded 32-byte entries, built by encode
+	folded  map[string]string // upper-cased name -> name: FAT matches names without case
+	entries [][]byte          // encoded 32-byte entries
 	cluster uint32
 }
 
@@ -280,7 +281,18 @@ func dirEntry(sfn [11]byte, attr, caseFlags byte, cluster uint32, size uint32, d
 // buildTree turns sorted paths into directories.
 func buildTree(files []fatFile) (*fatDir, []*fatDir, error) {
 	newDir := func(p string, parent *fatDir) *fatDir {
-		return &fatDir{path: p, parent: parent, dirs: map[string]*fatDir{}, files: map[string]*fatFile{}}
+		return &fatDir{path: p, parent: parent, dirs: map[string]*fatDir{}, files: map[string]*fatFile{}, folded: map[string]string{}}
+	}
+	// add records a new name in d, refusing one that only differs in case
+	// from another: FAT would see the two as the same file.
+	add := func(d *fatDir, name, full string) error {
+		key := strings.ToUpper(name)
+		if other, ok := d.folded[key]; ok && other != name {
+			return fmt.Errorf("FAT: %s: %q and %q differ only in case", full, other, name)
+		}
+		d.folded[key] = name
+		d.names = append(d.names, name)
+		return nil
 	}
 	root := newDir("", nil)
 	for i := range files {
@@ -301,7 +313,9 @@ func buildTree(files []fatFile) (*fatDir, []*fatDir, error) {
 			if sub == nil {
 				sub = newDir(path.Join(d.path, c), d)
 				d.dirs[c] = sub
-				d.names = append(d.names, c)
+				if err := add(d, c, f.path); err != nil {
+					return nil, nil, err
+				}
 			}
 			d = sub
 		}
@@ -310,7 +324,9 @@ func buildTree(files []fatFile) (*fatDir, []*fatDir, error) {
 			return nil, nil, fmt.Errorf("FAT: %s: duplicate path", f.path)
 		}
 		d.files[leaf] = f
-		d.names = append(d.names, leaf)
+		if err := add(d, leaf, f.path); err != nil {
+			return nil, nil, err
+		}
 	}
 	// Preorder over sorted names: the order clusters are given out in.
 	var all []*fatDir

@@ -63,6 +63,7 @@ func TestFATRefuses(t *testing.T) {
 		{[]fatFile{{"a", nil}, {"a/b", nil}}, "a/b: a is a file"},
 		{[]fatFile{{"../x", nil}}, `"../x": ".." component`},
 		{[]fatFile{{"a:b", nil}}, `"a:b": ':' is not allowed`},
+		{[]fatFile{{"Dir/x", nil}, {"DIR/y", nil}}, `Dir/x: "DIR" and "Dir" differ only in case`},
 		{[]fatFile{{"big", make([]byte, 9<<20)}}, "too small for the files"},
 	} {
 		err := writeFAT(w, 0, int64(len(w.b)), false, "X", 0, testEpoch, tc.files, 0)
