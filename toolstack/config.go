@@ -72,7 +72,11 @@ func (w Warning) String() string {
 const (
 	DefaultMemoryMiB = 128
 	DefaultVCPUs     = 1
-	MaxVCPUs         = 255 // one xAPIC ID per vCPU
+	// The hv's --memory range: below 16 MiB there is no room for the
+	// kernel's own decompression, above 1 TiB no host here has it.
+	MinMemoryMiB = 16
+	MaxMemoryMiB = 1 << 20
+	MaxVCPUs     = 255 // one xAPIC ID per vCPU
 )
 
 // ResolveOptions says how to resolve what the config names.
@@ -147,10 +151,10 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 		return nil, r.warns, err
 	}
 
-	if cfg.MemoryMiB, err = r.num("memory", DefaultMemoryMiB, 1, 1<<20); err != nil {
+	if cfg.MemoryMiB, err = r.num("memory", DefaultMemoryMiB, MinMemoryMiB, MaxMemoryMiB); err != nil {
 		return nil, r.warns, err
 	}
-	if cfg.MaxMemMiB, err = r.num("maxmem", cfg.MemoryMiB, 1, 1<<20); err != nil {
+	if cfg.MaxMemMiB, err = r.num("maxmem", cfg.MemoryMiB, MinMemoryMiB, MaxMemoryMiB); err != nil {
 		return nil, r.warns, err
 	}
 	if s := c.Get("maxmem"); s != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/xeno-hv/xeno/toolstack"
@@ -60,10 +61,18 @@ func listCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
+	// One status call per live domain, all at once: a slow or stuck hv
+	// costs its timeout once, not once per domain after it.
 	infos := make([]toolstack.Info, len(recs))
+	var wg sync.WaitGroup
 	for i, r := range recs {
-		infos[i] = ts.Inspect(r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			infos[i] = ts.Inspect(r)
+		}()
 	}
+	wg.Wait()
 	if long {
 		type entry struct {
 			*toolstack.Record

@@ -228,6 +228,7 @@ func TestRefusals(t *testing.T) {
 		{"newer", `interface = "1.3"`, []string{"newer-than-hv", "1.3", "1.2.0", "g.cfg"}},
 		{"dev-on-stable", `interface = "1.2-dev@0123456789ab"`, []string{"dev-other-build", "1.2-dev", "1.2.0"}},
 		{"unknown", `interface = "7.0"`, []string{"unknown-interface", "7.0"}},
+		{"memory", `memory = 8`, []string{"g.cfg:4:10", "out of range"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := e.write("g.cfg", fmt.Sprintf("name = \"r-%s\"\nkernel = %q\nmemory = 32\n%s\n", tc.name, k, tc.cfg))
@@ -287,6 +288,10 @@ func TestRefusals(t *testing.T) {
 		}
 		e.assertClean()
 	})
+	// Refusals consume no domain ID: nothing was ever allocated.
+	if _, err := os.Stat(filepath.Join(e.state, "next-id")); !os.IsNotExist(err) {
+		t.Errorf("a refused create allocated an ID: %v", err)
+	}
 }
 
 func gzipCpio(t *testing.T, name, body string) []byte {
