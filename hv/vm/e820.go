@@ -43,3 +43,16 @@ func (m *Memory) E820(acpiSize uint64) []E820Entry {
 	}
 	return e
 }
+
+// e820Name is how Linux prints an e820 type.
+func e820Name(t uint32) string {
+	switch t {
+	case E820RAM:
+		return "usable"
+	case E820Reserved:
+		return "reserved"
+	case E820ACPI:
+		return "ACPI data"
+	}
+	return "unknown"
+}

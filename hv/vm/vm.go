@@ -151,6 +151,11 @@ func New(cfg Config) (_ *VM, err error) {
 	if err = v.createVCPUs(); err != nil {
 		return nil, err
 	}
+	v.logf("%s kernel at [%#x, %#x), entry %#x; initrd %d bytes at %#x", cfg.Image.Kind,
+		v.load.KernelStart, v.load.KernelEnd, v.load.Entry, v.load.InitrdSize, v.load.InitrdAddr)
+	for _, e := range v.e820 {
+		v.logf("e820: [mem 0x%016x-0x%016x] %s", e.Addr, e.Addr+e.Size-1, e820Name(e.Type))
+	}
 	return v, nil
 }
 

@@ -11,9 +11,12 @@
 	.globl guest_main
 guest_main:
 	call xtf_boot_timer
+	cmpl $0, xtf_pvh(%rip)
+	jne 2f
 	CMDLINE_HAS("xtf.debugexit")
 	test %eax, %eax
 	jz 1f
+2:
 	mov $0xf4, %dx
 	xor %eax, %eax
 	outb %al, %dx

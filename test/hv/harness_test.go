@@ -77,7 +77,13 @@ func hvCmd(t testing.TB, ctx context.Context, args ...string) (*exec.Cmd, string
 // runHV runs bin/hv to completion (bounded by 30 s: a hang is a failure).
 func runHV(t testing.TB, args ...string) *run {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return runHVLong(t, 30*time.Second, args...)
+}
+
+// runHVLong is runHV with another bound.
+func runHVLong(t testing.TB, bound time.Duration, args ...string) *run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd, sock, stdout, stderr := hvCmd(t, ctx, args...)
 	start := time.Now()
@@ -93,7 +99,7 @@ func runHV(t testing.TB, args ...string) *run {
 		t.Fatalf("hv %v: %v\nstderr:\n%s", args, err, r.stderr)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("hv %v: did not end within 30 s\nstdout:\n%s\nstderr:\n%s", args, r.stdout, r.stderr)
+		t.Fatalf("hv %v: did not end within %v\nstdout:\n%s\nstderr:\n%s", args, bound, r.stdout, r.stderr)
 	}
 	r.exit = readExit(t, sock)
 	return r

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,28 @@ func (l *live) waitFor(t testing.TB, s string, timeout time.Duration) time.Durat
 				t.Fatalf("hv ended (%v) before the console showed %q\nstdout:\n%s\nstderr:\n%s", err, s, l.out, l.errout)
 			}
 		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return time.Since(l.start)
+}
+
+// waitForRegexp waits until the console matches re and returns the time
+// since the hv started.
+func (l *live) waitForRegexp(t testing.TB, re string, timeout time.Duration) time.Duration {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := l.start.Add(timeout)
+	for !rx.MatchString(l.out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("console did not match %q within %v of start\nstdout:\n%s\nstderr:\n%s", re, timeout, l.out, l.errout)
+		}
+		select {
+		case err := <-l.done:
+			l.done <- err
+			if !rx.MatchString(l.out.String()) {
+				t.Fatalf("hv ended (%v) before the console matched %q\nstdout:\n%s\nstderr:\n%s", err, re, l.out, l.errout)
+			}
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return time.Since(l.start)

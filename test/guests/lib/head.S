@@ -204,11 +204,12 @@ hexdigits:
 
 	.data
 	.balign 8
-	.globl xtf_boot_params, xtf_entry_r8, xtf_entry_r9, xtf_entry_r10
+	.globl xtf_boot_params, xtf_entry_r8, xtf_entry_r9, xtf_entry_r10, xtf_pvh
 xtf_boot_params:	.quad 0
 xtf_entry_r8:		.quad 0
 xtf_entry_r9:		.quad 0
 xtf_entry_r10:		.quad 0
+xtf_pvh:		.long 0		/* 1 when entered through lib/pvh.S (QEMU) */
 
 	.bss
 	.balign 4096

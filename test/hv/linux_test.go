@@ -1,0 +1,189 @@
+package hv_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/internal/testenv"
+	"github.com/xeno-hv/xeno/kernels/kerneltest"
+)
+
+// newc writes a cpio "newc" archive of regular files and directories,
+// enough for a test initramfs.
+type cpioEntry struct {
+	name string
+	mode uint32 // with type bits
+	data []byte
+}
+
+func newc(entries []cpioEntry) []byte {
+	var b bytes.Buffer
+	pad := func() {
+		for b.Len()%4 != 0 {
+			b.WriteByte(0)
+		}
+	}
+	write := func(ino int, e cpioEntry) {
+		fmt.Fprintf(&b, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+			ino, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, 0, 0, len(e.name)+1, 0)
+		b.WriteString(e.name)
+		b.WriteByte(0)
+		pad()
+		b.Write(e.data)
+		pad()
+	}
+	for i, e := range entries {
+		write(i+1, e)
+	}
+	write(0, cpioEntry{name: "TRAILER!!!"})
+	return b.Bytes()
+}
+
+func writeInitramfs(t testing.TB, entries []cpioEntry) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "initrd.cpio")
+	if err := os.WriteFile(p, newc(entries), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// earlyBootLines are the console lines that show Linux read what the hv
+// gave it, in the order the kernel prints them, each with the most time
+// it may take here from process start. The bounds are about 3x what
+// docs/kvm-notes.md measured on the software KVM (kvm_pvm), where kernel
+// mode is emulated.
+var earlyBootLines = []struct {
+	what  string
+	re    string
+	bound time.Duration
+}{
+	{"banner", `Linux version 6\.1\.\S+`, 480 * time.Second},
+	{"command line", `Command line: .*xeno\.test=early`, 480 * time.Second},
+	{"e820", `BIOS-e820: \[mem 0x0000000000100000-0x000000000fffffff\] usable`, 480 * time.Second},
+	{"RSDP", `ACPI: RSDP 0x00000000000E0000`, 480 * time.Second},
+	{"XSDT", `ACPI: XSDT 0x`, 480 * time.Second},
+	{"FACP", `ACPI: FACP 0x`, 480 * time.Second},
+	{"APIC", `ACPI: APIC 0x`, 480 * time.Second},
+	{"MADT SMP", `ACPI: Using ACPI \(MADT\) for SMP configuration information`, 600 * time.Second},
+	{"2 CPUs", `smpboot: Allowing 2 CPUs, 0 hotplug CPUs`, 600 * time.Second},
+}
+
+// TestLinuxEarlyBoot boots the pinned Debian 6.1 cloud kernel, decompressed
+// in Go and entered at startup_64, with 2 vCPUs and 256 MiB, and checks
+// from the console that it read the hv's e820 map, ACPI tables and MADT.
+// Under kvm_pvm this is as far as Linux gets in useful time.
+func TestLinuxEarlyBoot(t *testing.T) {
+	testenv.RequireKVM(t)
+	if testing.Short() {
+		t.Skip("boots Linux: about 20 s under the software KVM")
+	}
+	testenv.Bin(t, "hv")
+	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
+	initrd := writeInitramfs(t, []cpioEntry{{name: "init", mode: 0o100755, data: []byte("#!/bin/sh\necho never reached here\n")}})
+	l := startHV(t, "--kernel", k.BzImagePath(), "--initrd", initrd, "--memory", "256", "--vcpus", "2",
+		"--boot", "elf", "--cmdline", "console=ttyS0 earlyprintk=ttyS0 xeno.test=early")
+	var report strings.Builder
+	for _, s := range earlyBootLines {
+		at := l.waitForRegexp(t, s.re, s.bound)
+		fmt.Fprintf(&report, "  %-14s %6.1f s\n", s.what, at.Seconds())
+	}
+	t.Logf("wall time from hv start to each line:\n%s", report.String())
+
+	// Every e820 line the kernel printed is one the hv logged, and no more.
+	kernelMap := matchAll(l.out.String(), `BIOS-e820: (\[mem [^\]]+\] .+)`)
+	hvMap := matchAll(l.errout.String(), `hv: e820: (\[mem [^\]]+\] .+)`)
+	if len(hvMap) == 0 || strings.Join(kernelMap, "\n") != strings.Join(hvMap, "\n") {
+		t.Errorf("the kernel's e820 map differs from the hv's:\nkernel:\n%s\nhv:\n%s",
+			strings.Join(kernelMap, "\n"), strings.Join(hvMap, "\n"))
+	}
+	// The kernel found the RSDP where the hv put it (boot_params) and
+	// read the FADT and MADT through the XSDT.
+	for _, sig := range []string{"XSDT", "FACP", "APIC", "DSDT"} {
+		if !strings.Contains(l.out.String(), "ACPI: "+sig+" ") {
+			t.Errorf("no ACPI %s line", sig)
+		}
+	}
+	st := l.call(t, control.CmdStatus).Status
+	if st.State != control.StateRunning || st.VCPUs != 2 {
+		t.Errorf("status %+v", st)
+	}
+	l.call(t, control.CmdDestroy)
+	expectEnd(t, l.wait(t), control.ReasonDestroyed)
+}
+
+func matchAll(s, re string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(re).FindAllStringSubmatch(s, -1) {
+		out = append(out, strings.TrimSpace(m[1]))
+	}
+	return out
+}
+
+// busyboxInitramfs is a static busybox and an init script that prints a
+// marker and runs cmd (e.g. "poweroff -f").
+func busyboxInitramfs(t testing.TB, cmd string) string {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		testenv.RequireCmd(t, "busybox")
+		t.Fatal(err)
+	}
+	script := "#!/bin/busybox sh\n/bin/busybox echo XENO-INIT-REACHED\n/bin/busybox " + cmd + "\n"
+	return writeInitramfs(t, []cpioEntry{
+		{name: "bin", mode: 0o40755},
+		{name: "bin/busybox", mode: 0o100755, data: bb},
+		{name: "init", mode: 0o100755, data: []byte(script)},
+	})
+}
+
+// TestLinuxFullBoot boots the Debian kernel to init and lets init power
+// off or reboot; it needs hardware KVM (kvm_pvm cannot reach init in
+// useful time, see docs/kvm-notes.md).
+func TestLinuxFullBoot(t *testing.T) {
+	testenv.RequireHardwareKVM(t)
+	testenv.Bin(t, "hv")
+	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
+	for _, c := range []struct{ cmd, cmdline, reason string }{
+		{"poweroff -f", "", control.ReasonPoweroff},
+		{"reboot -f", "reboot=k", control.ReasonReboot},
+	} {
+		for _, boot := range []string{"bzimage", "elf"} {
+			t.Run(boot+"/"+c.reason, func(t *testing.T) {
+				r := runHVLong(t, 120*time.Second, "--kernel", k.BzImagePath(), "--initrd", busyboxInitramfs(t, c.cmd),
+					"--memory", "256", "--vcpus", "2", "--boot", boot,
+					"--cmdline", "console=ttyS0 panic=-1 "+c.cmdline)
+				expectEnd(t, r, c.reason)
+				if !strings.Contains(r.stdout, "XENO-INIT-REACHED") {
+					t.Fatalf("init did not run:\n%s", r.stdout)
+				}
+				t.Logf("%s to %s in %v", boot, c.reason, r.elapsed)
+			})
+		}
+	}
+}
+
+// TestLinuxSoak boots to init and powers off XENO_SOAK times (make soak).
+func TestLinuxSoak(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("XENO_SOAK"))
+	if n <= 0 {
+		t.Skip("set XENO_SOAK=N (make soak) to boot Linux N times")
+	}
+	testenv.RequireHardwareKVM(t)
+	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
+	initrd := busyboxInitramfs(t, "poweroff -f")
+	for i := 0; i < n; i++ {
+		r := runHVLong(t, 120*time.Second, "--kernel", k.BzImagePath(), "--initrd", initrd,
+			"--memory", "256", "--vcpus", "2", "--cmdline", "console=ttyS0 panic=-1")
+		expectEnd(t, r, control.ReasonPoweroff)
+		t.Logf("boot %d: %v", i+1, r.elapsed)
+	}
+}
