@@ -51,8 +51,8 @@ func (s *BootSpec) check(iso bool) error {
 		missing = append(missing, "SystemdBootEFI")
 	}
 	if iso {
-		if len(s.IsolinuxBin) == 0 {
-			missing = append(missing, "IsolinuxBin")
+		if len(s.IsolinuxBin) < 64 {
+			missing = append(missing, "IsolinuxBin (need at least its 64-byte header)")
 		}
 		if len(s.LdlinuxC32) == 0 {
 			missing = append(missing, "LdlinuxC32")

@@ -124,6 +124,10 @@ func newFATLayout(size int64, fat32 bool, hidden int64) (*fatLayout, error) {
 		for size/(l.sectorsPerCluster*sectorSize) > 64000 {
 			l.sectorsPerCluster *= 2
 		}
+		// 32 KiB clusters are the largest every FAT driver reads.
+		if l.sectorsPerCluster > 64 {
+			return nil, fmt.Errorf("FAT16 of %d bytes would need clusters over 32 KiB", size)
+		}
 	}
 	// The FAT must cover every cluster the space left after it holds.
 	for l.sectorsPerFAT = 1; ; {

@@ -83,6 +83,11 @@ func WriteISO(path string, spec BootSpec) error {
 		if f.data != nil {
 			f.size = int64(len(f.data))
 		}
+		// A directory record's size field is 32 bits; multi-extent files
+		// are not written.
+		if f.size > 1<<32-1 {
+			return fmt.Errorf("images: %s: %s is %d bytes, too large for one ISO 9660 extent", path, f.name, f.size)
+		}
 	}
 	img, err := layoutISO(&spec, files)
 	if err != nil {
