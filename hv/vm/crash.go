@@ -43,6 +43,44 @@ func (v *VM) dump(c *vcpu) string {
 	return b.String()
 }
 
+// injectBreakpoint delivers the #BP that an int3 the emulator rejected
+// (kvm_pvm does) would have raised: RIP moves past the 0xcc, as the trap
+// leaves it, and the exception is injected. It reports false for any other
+// instruction, which stays a crash.
+func (v *VM) injectBreakpoint(c *vcpu) bool {
+	r, err := c.c.Regs()
+	if err != nil {
+		return false
+	}
+	s, err := c.c.Sregs()
+	if err != nil {
+		return false
+	}
+	pa, ok := v.translate(s.CR0, s.CR3, s.CR4, r.RIP+s.CS.Base)
+	if !ok {
+		return false
+	}
+	code, ok := v.mem.Slice(pa, 1)
+	if !ok || code[0] != 0xcc {
+		return false
+	}
+	ev, err := c.c.VCPUEvents()
+	if err != nil {
+		return false
+	}
+	r.RIP++
+	if c.c.SetRegs(r) != nil {
+		return false
+	}
+	const vectorBP = 3
+	ev.ExcInjected, ev.ExcNr, ev.ExcHasError, ev.ExcPending, ev.ExcErrorCode = 1, vectorBP, 0, 0, 0
+	if c.c.SetVCPUEvents(ev) != nil {
+		return false
+	}
+	v.bpOnce.Do(func() { v.logf("KVM's emulator rejected int3 at %#x; injecting #BP (logged once)", r.RIP-1) })
+	return true
+}
+
 // translate walks the guest's 4-level page tables (read-only, bounded to
 // RAM) to find the physical address of linear address va.
 func (v *VM) translate(cr0, cr3, cr4, va uint64) (uint64, bool) {

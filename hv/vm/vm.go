@@ -73,6 +73,7 @@ type VM struct {
 	unk   unknownLog
 
 	consoleMu sync.Mutex
+	bpOnce    sync.Once
 
 	started   time.Time
 	bootTimer atomic.Int64
@@ -484,6 +485,9 @@ func (v *VM) handleExit(c *vcpu) bool {
 		return false
 	case kvm.ExitInternalError:
 		sub, data := c.c.InternalError()
+		if sub == kvm.InternalErrorEmulation && v.injectBreakpoint(c) {
+			return true
+		}
 		why := fmt.Sprintf("KVM internal error, suberror %d", sub)
 		if sub == kvm.InternalErrorEmulation {
 			why = "instruction rejected by KVM's emulator (KVM_INTERNAL_ERROR_EMULATION)"

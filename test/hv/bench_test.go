@@ -116,7 +116,7 @@ func BenchmarkLinuxEarlyBoot(b *testing.B) {
 	k := kerneltest.Kernel(b, kerneltest.Cloud56, kerneltest.Cloud56Version)
 	initrd := writeInitramfs(b, []cpioEntry{{name: "init", mode: 0o100755, data: []byte("#!/bin/sh\n")}})
 	const cmdline = "console=ttyS0 earlyprintk=ttyS0"
-	bound := 15 * time.Minute
+	bound := 6 * time.Minute
 	if s := os.Getenv("XENO_BENCH_LINUX_BOUND"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
 			bound = d

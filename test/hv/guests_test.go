@@ -28,6 +28,16 @@ func TestSerialGuest(t *testing.T) {
 	}
 }
 
+// int3 reaches the guest's #BP handler with the frame after the int3,
+// whether KVM runs it (hardware) or the hv injects it (kvm_pvm rejects it).
+func TestInt3Guest(t *testing.T) {
+	r := runHV(t, "--kernel", guest(t, "int3"), "--memory", "64")
+	expectEnd(t, r, control.ReasonPoweroff)
+	if got := r.result(); got != "int3 PASS" {
+		t.Fatalf("result %q\nstdout:\n%s\nstderr:\n%s", got, r.stdout, r.stderr)
+	}
+}
+
 // A guest bigger than 3 GiB has RAM on both sides of the MMIO hole; the
 // micro-guest only needs to boot, the e820 itself is checked by the Linux
 // early-boot test.
