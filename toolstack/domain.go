@@ -115,6 +115,8 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.ExtraFiles = []*os.File{pw} // fd 3: the readiness pipe
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Like xl's daemonised monitor, do not pin the caller's directory.
+	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "XENO_STATE_DIR="+t.State.Dir)
 	if err := cmd.Start(); err != nil {
 		pw.Close()
@@ -260,6 +262,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		// The hv gets its own session: a signal to xl's terminal or to
 		// the monitor's group never reaches a guest.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.Dir = "/"
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			hvlog.Close()

@@ -168,5 +168,14 @@ func open() (*toolstack.Toolstack, error) {
 			}
 		}
 	}
+	// The monitor and the hv run in /, so the paths must not be relative.
+	abs, err := filepath.Abs(st.Dir)
+	if err != nil {
+		return nil, err
+	}
+	st.Dir = abs
+	if hv, err = filepath.Abs(hv); err != nil {
+		return nil, err
+	}
 	return &toolstack.Toolstack{State: st, HV: hv, XL: self}, nil
 }
