@@ -192,6 +192,9 @@ func (s *State) Load(id int) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("toolstack: %s: %w", s.recordPath(id), err)
 	}
+	if r.Config == nil || r.ID != id {
+		return nil, fmt.Errorf("toolstack: %s: not a domain record (no config, or ID %d in directory %d)", s.recordPath(id), r.ID, id)
+	}
 	return &r, nil
 }
 

@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/cpio"
+	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/internal/testenv"
+	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
 
 type env struct {
@@ -665,5 +667,105 @@ func TestCreateFlagsRebootShutdownAll(t *testing.T) {
 	if l := e.list(); len(l) != 0 {
 		t.Errorf("after shutdown -a -w: %+v", l)
 	}
+	e.assertClean()
+}
+
+// kernel = "RELEASE" names a kernel in the store (kernels.DefaultCacheDir):
+// the check resolves it to the stored bzImage and probes that.
+func TestKernelFromStore(t *testing.T) {
+	e := newEnv(t)
+	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
+	cfg := e.write("store.cfg", fmt.Sprintf("name = \"st\"\nkernel = %q\nmemory = 256\n", kerneltest.Cloud56Release))
+	o := e.mustRun("create", "-n", cfg)
+	if !strings.Contains(o, fmt.Sprintf("%q", k.BzImagePath())) || !strings.Contains(o, `"kernel_release": "`+kerneltest.Cloud56Release+`"`) {
+		t.Errorf("kernel not resolved to %s:\n%s", k.BzImagePath(), o)
+	}
+	if !strings.Contains(o, "boot protocol 2.15") {
+		t.Errorf("stored kernel not checked:\n%s", o)
+	}
+	cfg = e.write("store.cfg", "name = \"st\"\nkernel = \"6.1.0-99-nosuch-amd64\"\n")
+	_, errs, code := e.run("create", "-n", cfg)
+	if code != 1 || !strings.Contains(errs, cfg+":2:10") || !strings.Contains(errs, "not in the kernel store") {
+		t.Errorf("missing release: exit %d: %s", code, errs)
+	}
+	e.assertClean()
+}
+
+// openPTY returns a pseudo-terminal's master and slave.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+// On a terminal, xl console switches it to raw mode (keys go to the
+// guest as typed), ^] detaches, and the terminal's mode is restored.
+func TestConsoleOnTerminal(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "powerbutton")
+	cfg := e.write("tty.cfg", fmt.Sprintf("name = \"tty\"\nkernel = %q\nmemory = 32\n", k))
+	e.mustRun("create", cfg)
+	master, slave := openPTY(t)
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Lflag&unix.ICANON == 0 {
+		t.Fatal("a fresh pty should be in canonical mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := e.cmd(ctx, "console", "tty")
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(got.String(), "XTF powerbutton waiting") {
+		master.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := master.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the console through the pty: %v (got %q)", err, got.String())
+		}
+		got.Write(buf[:n])
+	}
+	raw, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Lflag&(unix.ICANON|unix.ECHO) != 0 {
+		t.Errorf("terminal not in raw mode while attached: lflag %#x", raw.Lflag)
+	}
+	master.Write([]byte{0x1d})
+	if err := c.Wait(); err != nil {
+		t.Errorf("xl console after ^]: %v", err)
+	}
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
+		t.Errorf("terminal mode not restored: before %+v after %+v", before, after)
+	}
+	if d := e.find("tty"); d == nil {
+		t.Error("detaching stopped the domain")
+	}
+	e.mustRun("destroy", "tty")
 	e.assertClean()
 }
