@@ -140,6 +140,13 @@ func TestXenoKernelCLI(t *testing.T) {
 	failXeno(t, cache, []string{"no kernel", "nothing"}, "kernel", "inspect", "nothing")
 	failXeno(t, cache, []string{"package not found by apt"}, "kernel", "fetch", "xeno-no-such-kernel=1.0")
 
+	out = mustXeno(t, cache, "kernel", "modules", k56.Release, "virtio_blk")
+	// modinfo: virtio_blk depends on virtio and virtio_ring, virtio on virtio_ring.
+	if out != "kernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio.ko\nkernel/drivers/block/virtio_blk.ko\n" {
+		t.Errorf("modules virtio_blk:\n%s", out)
+	}
+	failXeno(t, cache, []string{"no_such_mod", "not found"}, "kernel", "modules", k56.Release, "no_such_mod")
+
 	out = mustXeno(t, cache, "kernel", "verify")
 	if strings.Count(out, "\nok ")+strings.Count(out[:3], "ok ") != 2 {
 		t.Errorf("verify:\n%s", out)

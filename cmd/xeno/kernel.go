@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -28,6 +29,7 @@ const kernelUsage = `usage: xeno kernel COMMAND [ARGS]
   list [--json]               list the stored kernels
   inspect NAME|FILE [--json]  show a kernel's boot header, payload, Xen notes and config
   verify [NAME...]            rehash every stored file (all kernels by default)
+  modules NAME MODULE...      the .ko files MODULE needs, dependencies first
 
 NAME is a release (uname -r), a package name, PACKAGE=VERSION or a sha256
 prefix. The store is $XENO_CACHE, else $XDG_CACHE_HOME/xeno, else ~/.cache/xeno;
@@ -41,7 +43,7 @@ func kernelCmd(args []string) error {
 	}
 	cmds := map[string]func([]string) error{
 		"fetch": kernelFetch, "import": kernelImport, "list": kernelList, "inspect": kernelInspect,
-		"verify": kernelVerify,
+		"verify": kernelVerify, "modules": kernelModules,
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Print(kernelUsage)
@@ -249,6 +251,40 @@ func kernelVerify(args []string) error {
 	}
 	if bad > 0 {
 		return fmt.Errorf("kernel verify: %d of %d kernels damaged", bad, len(list))
+	}
+	return nil
+}
+
+func kernelModules(args []string) error {
+	var cache string
+	fs := kernelFlags("modules", &cache)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return errors.New("kernel modules: want NAME and at least one MODULE")
+	}
+	s, err := kernels.Open(cache)
+	if err != nil {
+		return err
+	}
+	k, err := s.Get(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if k.ModulesDir() == "" {
+		return fmt.Errorf("kernel modules: %s has no modules (imported as a bare bzImage)", k.Release)
+	}
+	paths, err := k.ModuleClosure(fs.Args()[1:])
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		rel, err := filepath.Rel(k.ModulesDir(), p)
+		if err != nil {
+			return err
+		}
+		fmt.Println(filepath.ToSlash(rel))
 	}
 	return nil
 }
