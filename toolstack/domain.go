@@ -184,12 +184,16 @@ var errNotUp = errors.New("hv did not come up")
 // exits (false, its wait error) or startTimeout passes (false, errNotUp).
 func waitUp(sock string, exited chan error) (bool, error) {
 	deadline := time.Now().Add(startTimeout)
+	// Poll fast at first (a micro-guest's hv answers within a few ms),
+	// then back off.
+	interval := 500 * time.Microsecond
 	for {
 		select {
 		case err := <-exited:
 			return false, err
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(interval):
 		}
+		interval = min(2*interval, 10*time.Millisecond)
 		if _, err := control.Call(sock, control.CmdStatus, ControlTimeout); err == nil {
 			return true, nil
 		}
@@ -311,11 +315,17 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		}
 		reason, detail := exitReason(r.Control, start, waitErr)
 		if first {
-			// The hv ended before it ever answered: creation failed.
-			err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
-			tell(err)
-			_ = t.removeLocked(id)
-			return err
+			switch reason {
+			case control.ReasonPoweroff, control.ReasonReboot, control.ReasonCrash:
+				// The guest ran and ended before the first status
+				// poll: a quick guest, not a failed create.
+				tell(nil)
+			default:
+				err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
+				tell(err)
+				_ = t.removeLocked(id)
+				return err
+			}
 		}
 		next := 0
 		_, err = t.update(id, func(r *Record) error {

@@ -769,3 +769,39 @@ func TestConsoleOnTerminal(t *testing.T) {
 	e.mustRun("destroy", "tty")
 	e.assertClean()
 }
+
+// An hv that fails to start leaves nothing: the create fails with the
+// hv's log, and no record or process remains (no KVM needed: the "hv"
+// here is a script that fails as the real one does on a bad argument).
+func TestFailedStartLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	k := guest(t, "shutdown")
+	e.hv = e.write("fake-hv", "#!/bin/sh\necho 'hv: cannot open /dev/kvm: simulated' >&2\nexit 1\n")
+	os.Chmod(e.hv, 0o755)
+	cfg := e.write("f.cfg", fmt.Sprintf("name = \"f\"\nkernel = %q\n", k))
+	_, errs, code := e.run("create", cfg)
+	if code != 1 || !strings.Contains(errs, "hv exited before the domain was up") || !strings.Contains(errs, "simulated") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+	e.assertClean()
+	if l := e.list(); len(l) != 0 {
+		t.Errorf("listed: %+v", l)
+	}
+}
+
+// A guest that powers off before the first status poll is a domain that
+// ran, not a failed create: on_poweroff applies.
+func TestQuickGuest(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("q.cfg", fmt.Sprintf("name = \"q\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=poweroff\"\non_poweroff = \"preserve\"\n", k))
+	for i := 0; i < 5; i++ {
+		e.mustRun("create", cfg)
+		e.waitFor("state s", 30*time.Second, func() bool {
+			d := e.find("q")
+			return d != nil && d.State == "---s--"
+		})
+		e.mustRun("destroy", "q")
+	}
+	e.assertClean()
+}
