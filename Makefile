@@ -41,7 +41,7 @@ deps:
 	@missing=""; for p in $(sort $(DEB_PKGS)); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
-	if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then \
+	if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then \
 		echo "deps: no apt package lists yet (apt-get download needs them)"; \
 		$(SUDO) apt-get update -qq; \
 	fi; \
