@@ -262,7 +262,10 @@ func GuestInterface(cfg *Config, b abi.Build) (in abi.Interface, from, warning s
 		if err != nil {
 			return in, "", "", &Refusal{Check: "interface", File: cfg.Source, Rule: "syntax", Msg: err.Error(), Err: err}
 		}
-		src := cfg.Source
+		src := cfg.InterfaceAt
+		if src == "" {
+			src = cfg.Source
+		}
 		if src == "" {
 			src = "config"
 		}

@@ -55,7 +55,8 @@ type Config struct {
 	OnCrash    Action `json:"on_crash"`
 	// Interface is the config's `interface=` key, empty if absent; the
 	// check resolves the effective one (manifest, initramfs).
-	Interface string `json:"interface,omitempty"`
+	Interface   string `json:"interface,omitempty"`
+	InterfaceAt string `json:"interface_at,omitempty"` // FILE:LINE of interface=
 }
 
 // Warning is a problem that does not stop creation, with its place.
@@ -239,6 +240,7 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 			return nil, r.warns, xlcfg.Errorf(s.Value.Pos, "interface %q: want MAJOR.MINOR or MAJOR.MINOR-dev@BUILDID (%v)", in, err)
 		}
 		cfg.Interface = in
+		cfg.InterfaceAt = fmt.Sprintf("%s:%d", s.Pos.File, s.Pos.Line)
 	}
 	return cfg, r.warns, nil
 }

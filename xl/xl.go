@@ -37,7 +37,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 func commands() []command {
 	return []command{
-		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
+		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [-q] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
 		{name: "destroy", usage: "DOM", summary: "stop a domain immediately and forget it", run: destroyCmd},
 		{name: "shutdown", usage: "[-w] DOM | -a [-w]", summary: "ask a domain (or all, -a) to power off; -w waits", run: shutdownCmd},
 		{name: "reboot", usage: "DOM", summary: "ask a domain to reboot", run: rebootCmd},

@@ -227,7 +227,7 @@ func TestRefusals(t *testing.T) {
 		name, cfg string
 		want      []string
 	}{
-		{"newer", `interface = "1.3"`, []string{"newer-than-hv", "1.3", "1.2.0", "g.cfg"}},
+		{"newer", `interface = "1.3"`, []string{"newer-than-hv", "1.3", "1.2.0", "g.cfg:4 (interface=)"}},
 		{"dev-on-stable", `interface = "1.2-dev@0123456789ab"`, []string{"dev-other-build", "1.2-dev", "1.2.0"}},
 		{"unknown", `interface = "7.0"`, []string{"unknown-interface", "7.0"}},
 		{"memory", `memory = 8`, []string{"g.cfg:4:10", "out of range"}},
