@@ -2,6 +2,8 @@
 # on the micro-guests that mk/hv.mk builds; the benchmark times xl list
 # with 50 live domains and xl create against the hv started directly.
 
+# procps: ps(1) is the peer of the xl list benchmark.
+DEB_PKGS += procps
 TEST_PREREQS += guests
 
 .PHONY: bench-xl
