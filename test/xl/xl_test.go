@@ -805,3 +805,29 @@ func TestQuickGuest(t *testing.T) {
 	}
 	e.assertClean()
 }
+
+// --unchecked-interface (tests only) lets a refused guest through the
+// toolstack and passes the flag on, so the hv also starts it, with its
+// native interface; xl list -v says "unchecked".
+func TestUncheckedInterface(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("u.cfg", fmt.Sprintf("name = \"u\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=none\"\ninterface = \"1.3\"\n", k))
+	if _, _, code := e.run("create", cfg); code != 1 {
+		t.Fatalf("without the flag: exit %d, want a refusal", code)
+	}
+	_, errs, code := e.run("create", "--unchecked-interface", cfg)
+	if code != 0 || !strings.Contains(errs, "test only") || !strings.Contains(errs, "newer-than-hv") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if o := e.mustRun("list", "-v", "u"); !strings.Contains(o, "unchecked") {
+		t.Errorf("list -v: %s", o)
+	}
+	id := strings.TrimSpace(e.mustRun("domid", "u"))
+	log, _ := os.ReadFile(filepath.Join(e.state, "domains", id, "hv.log"))
+	if !strings.Contains(string(log), "unchecked-interface") {
+		t.Errorf("the hv was not told: %s", log)
+	}
+	e.mustRun("destroy", "u")
+	e.assertClean()
+}
