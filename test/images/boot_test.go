@@ -121,15 +121,30 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-func requireInit(t *testing.T, serial string) {
+// The loaders leave their mark on the command line the kernel gets:
+// isolinux prepends BOOT_IMAGE and its initrd= argument, systemd-boot its
+// own initrd= (in EFI path form) before the entry's options. Checking it
+// proves which path booted, not only that something did.
+const (
+	viaIsolinux    = "BOOT_IMAGE=/vmlinuz initrd=/initrd.img "
+	viaSystemdBoot = `initrd=\initrd.img `
+)
+
+func requireInit(t *testing.T, serial, via string) {
 	t.Helper()
 	for _, line := range strings.Split(serial, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), marker) {
-			if !strings.Contains(line, cmdline) {
-				t.Errorf("init saw another command line: %q, want %q", line, cmdline)
-			}
-			return
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, marker) {
+			continue
 		}
+		t.Log(line)
+		if got, want := strings.TrimPrefix(line, marker+" cmdline="), via+cmdline; got != want {
+			t.Errorf("init saw the command line %q, want %q", got, want)
+		}
+		if via == viaSystemdBoot && !strings.Contains(serial, "EFI stub: Loaded initrd") {
+			t.Errorf("no \"EFI stub: Loaded initrd\" on the console: the kernel did not start through UEFI")
+		}
+		return
 	}
 	t.Fatalf("no %s on the serial console; log:\n%s", marker, tail([]byte(serial)))
 }
@@ -142,7 +157,7 @@ func TestBootRawEFIUnderOVMF(t *testing.T) {
 		t.Fatal(err)
 	}
 	serial := boot(t, "-bios", ovmfPath, "-drive", "format=raw,if=virtio,file="+img)
-	requireInit(t, serial)
+	requireInit(t, serial, viaSystemdBoot)
 }
 
 func writeISO(t *testing.T) string {
@@ -157,14 +172,14 @@ func writeISO(t *testing.T) string {
 func TestBootISOUnderSeaBIOS(t *testing.T) {
 	iso := writeISO(t)
 	serial := boot(t, "-cdrom", iso)
-	requireInit(t, serial)
+	requireInit(t, serial, viaIsolinux)
 }
 
 func TestBootISOUnderOVMF(t *testing.T) {
 	mustRead(t, ovmfPath)
 	iso := writeISO(t)
 	serial := boot(t, "-bios", ovmfPath, "-cdrom", iso)
-	requireInit(t, serial)
+	requireInit(t, serial, viaSystemdBoot)
 }
 
 // The isohybrid MBR: the same ISO written to a USB stick boots as a hard
@@ -173,14 +188,14 @@ func TestBootISOUnderOVMF(t *testing.T) {
 func TestBootISOAsDiskUnderSeaBIOS(t *testing.T) {
 	iso := writeISO(t)
 	serial := boot(t, "-drive", "format=raw,if=ide,file="+iso)
-	requireInit(t, serial)
+	requireInit(t, serial, viaIsolinux)
 }
 
 func TestBootISOAsDiskUnderOVMF(t *testing.T) {
 	mustRead(t, ovmfPath)
 	iso := writeISO(t)
 	serial := boot(t, "-bios", ovmfPath, "-drive", "format=raw,if=ide,file="+iso)
-	requireInit(t, serial)
+	requireInit(t, serial, viaSystemdBoot)
 }
 
 // An efiboot.img over 32 MiB does not fit El Torito's 16-bit count of
@@ -198,5 +213,5 @@ func TestBootISOWithLargeEFIImageUnderOVMF(t *testing.T) {
 	if err := images.WriteISO(iso, spec); err != nil {
 		t.Fatal(err)
 	}
-	requireInit(t, boot(t, "-bios", ovmfPath, "-cdrom", iso))
+	requireInit(t, boot(t, "-bios", ovmfPath, "-cdrom", iso), viaSystemdBoot)
 }
