@@ -59,6 +59,9 @@ func buildInit(t testing.TB) []byte {
 // the Debian packages' bootloaders.
 func bootSpec(t testing.TB, c images.Compression, extra ...images.File) images.BootSpec {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU under TCG for 10-30 s; skipped with -short")
+	}
 	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
 	kernel, err := k.BzImage()
 	if err != nil {
