@@ -30,6 +30,14 @@ type Toolstack struct {
 // ControlTimeout bounds one control-socket exchange.
 const ControlTimeout = 3 * time.Second
 
+// The restart brake: more than restartBurst restarts within
+// restartWindow makes the monitor pause restartPause before each next one.
+const (
+	restartBurst  = 5
+	restartWindow = 5 * time.Second
+	restartPause  = time.Second
+)
+
 // startTimeout bounds how long create waits for a new hv's control socket.
 const startTimeout = 30 * time.Second
 
@@ -237,6 +245,7 @@ func (t *Toolstack) hvArgs(r *Record) []string {
 // It returns when the domain is gone or preserved.
 func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error {
 	first := true
+	var restarts []time.Time
 	tell := func(err error) {
 		if first {
 			first = false
@@ -385,6 +394,17 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 			return nil
 		}
 		id = next
+		// A guest that dies at boot with restart set would otherwise
+		// spin through hvs and IDs as fast as they start: after
+		// restartBurst quick restarts, wait a second before each one.
+		restarts = append(restarts, time.Now())
+		if len(restarts) > restartBurst {
+			restarts = restarts[1:]
+			if time.Since(restarts[0]) < restartWindow {
+				fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, restartPause)
+				time.Sleep(restartPause)
+			}
+		}
 	}
 }
 

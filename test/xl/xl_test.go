@@ -831,3 +831,24 @@ func TestUncheckedInterface(t *testing.T) {
 	e.mustRun("destroy", "u")
 	e.assertClean()
 }
+
+// A guest that reboots at once is restarted, but not faster than the
+// monitor's brake allows: 5 quick restarts, then one per second.
+func TestRestartBrake(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "shutdown")
+	cfg := e.write("b.cfg", fmt.Sprintf("name = \"brake\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=reboot\"\n", k))
+	e.mustRun("create", cfg)
+	time.Sleep(3 * time.Second)
+	d := e.find("brake")
+	if d == nil {
+		t.Fatal("domain gone")
+	}
+	t.Logf("%d restarts in 3 s", d.Restarts)
+	// Unbraked, ~100 restarts fit in 3 s here; braked: 5 + about 2.
+	if d.Restarts < 5 || d.Restarts > 12 {
+		t.Errorf("%d restarts in 3 s, want 5 quick ones then about one a second", d.Restarts)
+	}
+	e.mustRun("destroy", "brake")
+	e.assertClean()
+}
