@@ -179,3 +179,59 @@ func BenchmarkWriteISO(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkWriteInitramfs compares WriteInitramfs (gzip) with GNU cpio
+// piped into gzip -9 on the same staged tree: 300 files, 24 MiB, half
+// text-like and half random, the mix of a modules initramfs.
+func BenchmarkWriteInitramfs(b *testing.B) {
+	r := rand.New(rand.NewSource(2))
+	var tree []File
+	var total int64
+	for i := 0; i < 300; i++ {
+		data := make([]byte, 80<<10+r.Intn(8<<10))
+		if i%2 == 0 {
+			r.Read(data)
+		} else {
+			for j := range data {
+				data[j] = "kernel module text "[j%19]
+			}
+		}
+		total += int64(len(data))
+		tree = append(tree, File{Path: "lib/modules/" + itoa(int64(i%10)) + "/m" + itoa(int64(i)) + ".ko", Mode: 0o644, Data: data})
+	}
+	dir := b.TempDir()
+	b.Run("xeno-gzip", func(b *testing.B) {
+		b.SetBytes(total)
+		for i := 0; i < b.N; i++ {
+			err := AtomicWrite(filepath.Join(dir, "initrd.img"), 0o644, func(f *os.File) error {
+				return WriteInitramfs(f, tree, Gzip, testEpoch)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cpio|gzip-9", func(b *testing.B) {
+		for _, tool := range []string{"cpio", "gzip", "find", "sort"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				b.Skipf("needs %s", tool)
+			}
+		}
+		stage := filepath.Join(dir, "stage")
+		var files []fatFile
+		for _, f := range tree {
+			files = append(files, fatFile{f.Path, f.Data})
+		}
+		writeFiles(b, stage, files)
+		out := filepath.Join(dir, "peer.img")
+		b.SetBytes(total)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command("sh", "-c", `find . | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0 | gzip -9 -n > "$1"`, "sh", out)
+			cmd.Dir = stage
+			if o, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v\n%s", err, o)
+			}
+		}
+	})
+}
