@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,15 @@ type isoFile struct {
 	data      []byte // nil for efiboot.img, which is written in place
 	size      int64
 	lba       int64
+}
+
+// identifier is the ISO 9660 file identifier: NAME.EXT;1, where the dot
+// stays even when the extension is empty (ECMA-119 7.5.1).
+func (f *isoFile) identifier() string {
+	if strings.Contains(f.name, ".") {
+		return f.name + ";1"
+	}
+	return f.name + ".;1"
 }
 
 func (f *isoFile) sectors() int64 { return (f.size + isoSector - 1) / isoSector }
@@ -166,7 +176,7 @@ func layoutISO(spec *BootSpec, files []*isoFile) (*isoImage, error) {
 			}
 		}
 		for _, f := range d.files {
-			recLens = append(recLens, dirRecordLen(f.name+";1"))
+			recLens = append(recLens, dirRecordLen(f.identifier()))
 		}
 		d.size = packedSize(recLens)
 		d.lba = next
@@ -209,7 +219,7 @@ func layoutISO(spec *BootSpec, files []*isoFile) (*isoImage, error) {
 			}
 		}
 		for _, f := range d.files {
-			d.records = append(d.records, dirRecord([]byte(f.name+";1"), f.lba, f.size, false, ts))
+			d.records = append(d.records, dirRecord([]byte(f.identifier()), f.lba, f.size, false, ts))
 		}
 	}
 
