@@ -64,8 +64,14 @@ func (s *BootSpec) check(iso bool) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("boot spec lacks %s", strings.Join(missing, ", "))
 	}
-	if strings.ContainsAny(s.Cmdline, "\n\r") {
-		return errors.New("kernel command line holds a newline")
+	// Both go into line-based loader configs, where a newline would start
+	// a new directive.
+	isCtl := func(r rune) bool { return r < 0x20 || r == 0x7f }
+	if strings.IndexFunc(s.Cmdline, isCtl) >= 0 {
+		return errors.New("kernel command line holds a newline or control character")
+	}
+	if strings.IndexFunc(s.Label, isCtl) >= 0 {
+		return errors.New("label holds a newline or control character")
 	}
 	if s.Epoch.IsZero() {
 		return errors.New("boot spec has no Epoch")

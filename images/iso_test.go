@@ -104,6 +104,7 @@ func TestBootSpecRefused(t *testing.T) {
 		{"no systemd-boot", func(s *BootSpec) { s.SystemdBootEFI = nil }, "lacks SystemdBootEFI"},
 		{"short isohdpfx", func(s *BootSpec) { s.IsohdpfxBin = s.IsohdpfxBin[:100] }, "IsohdpfxBin (need at least 432 bytes)"},
 		{"newline", func(s *BootSpec) { s.Cmdline = "a\nb" }, "newline"},
+		{"label newline", func(s *BootSpec) { s.Label = "x\nlinux /evil" }, "label holds a newline"},
 		{"no epoch", func(s *BootSpec) { s.Epoch = time.Time{} }, "no Epoch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
