@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,19 +94,26 @@ func Main() {
 	if !cl.NoModules {
 		loadModules(out, cfg.Modules)
 	}
-	go watchPowerButton(out)
+	// Ports for the shutdown reason: only where the hv offers the port.
+	// (Compat behaviour: 1.1 and older power off through ACPI alone.)
+	var p Ports
+	if haveInfo && ShutdownOffered(info) {
+		p = ports
+	}
+	// The power button and the end of the command may race; the first
+	// one powers off, the other waits for it.
+	var once sync.Once
+	off := func() {
+		once.Do(func() { powerOff(out, p, true) })
+		select {}
+	}
+	go watchPowerButton(out, off)
 
 	argv := Command(cl, cfg)
 	fmt.Fprintf(out, "xeno-init: running %q\n", argv)
 	code := runReaping(out, argv)
 	fmt.Fprintf(out, "xeno-init: %s exited (%s); powering off\n", argv[0], code)
-	// Compat behaviour: an interface without the shutdown port (1.1 and
-	// older) powers off through ACPI alone.
-	var p Ports
-	if haveInfo && ShutdownOffered(info) {
-		p = ports
-	}
-	powerOff(out, p, true)
+	off()
 }
 
 func mountAll() error {
@@ -220,7 +228,7 @@ const (
 
 // watchPowerButton powers off on KEY_POWER from any input device (the
 // ACPI power button driver reports it there).
-func watchPowerButton(out io.Writer) {
+func watchPowerButton(out io.Writer, off func()) {
 	// The button driver may bind after init starts; look a few times.
 	seen := map[string]bool{}
 	for try := 0; try < 10; try++ {
@@ -246,7 +254,7 @@ func watchPowerButton(out io.Writer) {
 					val := int32(binary.LittleEndian.Uint32(ev[20:]))
 					if typ == evKey && code == keyPower && val == 1 {
 						fmt.Fprintln(out, "xeno-init: power button pressed; powering off")
-						powerOff(out, nil, true)
+						off()
 					}
 				}
 			}(d)
