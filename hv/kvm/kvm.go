@@ -566,3 +566,15 @@ func (c *VCPU) LAPIC() (*LAPICState, error) {
 func (c *VCPU) SetLAPIC(s *LAPICState) error {
 	return c.ptrIoctl(setLAPIC, unsafe.Pointer(s), "KVM_SET_LAPIC")
 }
+
+const getFPU = 0x81a0ae8c
+
+// FPUStatus returns the x87 status word from KVM_GET_FPU (struct kvm_fpu:
+// fsw follows the 128 bytes of fpr and the 2-byte fcw).
+func (c *VCPU) FPUStatus() (uint16, error) {
+	var f [416]byte
+	if err := c.ptrIoctl(getFPU, unsafe.Pointer(&f), "KVM_GET_FPU"); err != nil {
+		return 0, err
+	}
+	return uint16(f[130]) | uint16(f[131])<<8, nil
+}

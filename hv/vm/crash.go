@@ -43,11 +43,14 @@ func (v *VM) dump(c *vcpu) string {
 	return b.String()
 }
 
-// injectBreakpoint delivers the #BP that an int3 the emulator rejected
-// (kvm_pvm does) would have raised: RIP moves past the 0xcc, as the trap
-// leaves it, and the exception is injected. It reports false for any other
-// instruction, which stays a crash.
-func (v *VM) injectBreakpoint(c *vcpu) bool {
+// emulateRejected completes the two instructions the software KVM's
+// emulator rejects but Linux cannot avoid, and reports false for anything
+// else, which stays a crash:
+//   - int3 (0xcc): RIP moves past it, as the trap leaves it, and #BP is
+//     injected;
+//   - fwait (0x9b): with no unmasked x87 exception pending (FSW.ES clear,
+//     read with KVM_GET_FPU) it is a no-op, so RIP moves past it.
+func (v *VM) emulateRejected(c *vcpu) bool {
 	r, err := c.c.Regs()
 	if err != nil {
 		return false
@@ -61,24 +64,42 @@ func (v *VM) injectBreakpoint(c *vcpu) bool {
 		return false
 	}
 	code, ok := v.mem.Slice(pa, 1)
-	if !ok || code[0] != 0xcc {
+	if !ok {
 		return false
 	}
-	ev, err := c.c.VCPUEvents()
-	if err != nil {
-		return false
+	switch code[0] {
+	case 0xcc:
+		ev, err := c.c.VCPUEvents()
+		if err != nil {
+			return false
+		}
+		r.RIP++
+		if c.c.SetRegs(r) != nil {
+			return false
+		}
+		const vectorBP = 3
+		ev.ExcInjected, ev.ExcNr, ev.ExcHasError, ev.ExcPending, ev.ExcErrorCode = 1, vectorBP, 0, 0, 0
+		if c.c.SetVCPUEvents(ev) != nil {
+			return false
+		}
+		v.bpOnce.Do(func() { v.logf("KVM's emulator rejected int3 at %#x; injecting #BP (logged once)", r.RIP-1) })
+		return true
+	case 0x9b:
+		const fswES = 0x80
+		fsw, err := c.c.FPUStatus()
+		if err != nil || fsw&fswES != 0 {
+			return false
+		}
+		r.RIP++
+		if c.c.SetRegs(r) != nil {
+			return false
+		}
+		v.fwaitOnce.Do(func() {
+			v.logf("KVM's emulator rejected fwait at %#x; no x87 exception pending, skipped (logged once)", r.RIP-1)
+		})
+		return true
 	}
-	r.RIP++
-	if c.c.SetRegs(r) != nil {
-		return false
-	}
-	const vectorBP = 3
-	ev.ExcInjected, ev.ExcNr, ev.ExcHasError, ev.ExcPending, ev.ExcErrorCode = 1, vectorBP, 0, 0, 0
-	if c.c.SetVCPUEvents(ev) != nil {
-		return false
-	}
-	v.bpOnce.Do(func() { v.logf("KVM's emulator rejected int3 at %#x; injecting #BP (logged once)", r.RIP-1) })
-	return true
+	return false
 }
 
 // translate walks the guest's 4-level page tables (read-only, bounded to

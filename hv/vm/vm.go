@@ -74,6 +74,7 @@ type VM struct {
 
 	consoleMu sync.Mutex
 	bpOnce    sync.Once
+	fwaitOnce sync.Once
 
 	started   time.Time
 	bootTimer atomic.Int64
@@ -485,7 +486,7 @@ func (v *VM) handleExit(c *vcpu) bool {
 		return false
 	case kvm.ExitInternalError:
 		sub, data := c.c.InternalError()
-		if sub == kvm.InternalErrorEmulation && v.injectBreakpoint(c) {
+		if sub == kvm.InternalErrorEmulation && v.emulateRejected(c) {
 			return true
 		}
 		why := fmt.Sprintf("KVM internal error, suberror %d", sub)
