@@ -233,32 +233,41 @@ func watchPowerButton(out io.Writer, off func()) {
 	seen := map[string]bool{}
 	for try := 0; try < 10; try++ {
 		devs, _ := filepath.Glob("/dev/input/event*")
+		opened := 0
 		for _, d := range devs {
 			if seen[d] {
 				continue
 			}
 			seen[d] = true
-			go func(d string) {
-				f, err := os.Open(d)
-				if err != nil {
-					return
-				}
-				defer f.Close()
-				ev := make([]byte, inputEventSize)
-				for {
-					if _, err := io.ReadFull(f, ev); err != nil {
-						return
-					}
-					typ := binary.LittleEndian.Uint16(ev[16:])
-					code := binary.LittleEndian.Uint16(ev[18:])
-					val := int32(binary.LittleEndian.Uint32(ev[20:]))
-					if typ == evKey && code == keyPower && val == 1 {
-						fmt.Fprintln(out, "xeno-init: power button pressed; powering off")
-						off()
-					}
-				}
-			}(d)
+			// Opened here, before the line below says so: from then on
+			// the kernel queues every key event for us.
+			f, err := os.Open(d)
+			if err != nil {
+				continue
+			}
+			opened++
+			go readKeys(out, f, off)
+		}
+		if opened > 0 {
+			fmt.Fprintf(out, "xeno-init: watching %d input devices for the power button\n", opened)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+func readKeys(out io.Writer, f *os.File, off func()) {
+	defer f.Close()
+	ev := make([]byte, inputEventSize)
+	for {
+		if _, err := io.ReadFull(f, ev); err != nil {
+			return
+		}
+		typ := binary.LittleEndian.Uint16(ev[16:])
+		code := binary.LittleEndian.Uint16(ev[18:])
+		val := int32(binary.LittleEndian.Uint32(ev[20:]))
+		if typ == evKey && code == keyPower && val == 1 {
+			fmt.Fprintln(out, "xeno-init: power button pressed; powering off")
+			off()
+		}
 	}
 }

@@ -34,7 +34,8 @@ func TestPowerButtonQEMU(t *testing.T) {
 	deadline := time.Now().Add(120 * time.Second)
 	for {
 		serial, _ := os.ReadFile(log)
-		if bytes.Contains(serial, []byte(`xeno-init: running ["/bin/sleep" "600"]`)) {
+		if bytes.Contains(serial, []byte(`xeno-init: running ["/bin/sleep" "600"]`)) &&
+			bytes.Contains(serial, []byte("xeno-init: watching")) {
 			break
 		}
 		select {
@@ -46,44 +47,60 @@ func TestPowerButtonQEMU(t *testing.T) {
 			t.Fatalf("xeno-init did not start the command:\n%s", tail(serial))
 		}
 	}
-	// Give xeno-init a moment to open the input devices it found.
-	time.Sleep(2 * time.Second)
+	// A press that lands while the kernel is still busy may be lost under
+	// TCG on a loaded machine; press again, as a person would.
+	for press := 0; ; press++ {
+		if press == 3 {
+			serial, _ := os.ReadFile(log)
+			t.Fatalf("no poweroff after 3 presses of the power button:\n%s", tail(serial))
+		}
+		pressPowerButton(t, mon)
+		select {
+		case err := <-done:
+			serial, _ := os.ReadFile(log)
+			if err != nil {
+				t.Fatalf("qemu: %v\n%s", err, tail(serial))
+			}
+			for _, want := range []string{"xeno-init: power button pressed; powering off", "reboot: Power down"} {
+				if !bytes.Contains(serial, []byte(want)) {
+					t.Errorf("serial console lacks %q:\n%s", want, tail(serial))
+				}
+			}
+			return
+		case <-time.After(20 * time.Second):
+		}
+	}
+}
+
+// pressPowerButton sends system_powerdown to QEMU's human monitor.
+func pressPowerButton(t *testing.T, mon string) {
+	t.Helper()
 	c, err := net.Dial("unix", mon)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	// Read the banner and the echo of the command: HMP drops input that
 	// arrives with the connection already closing.
 	buf := make([]byte, 4096)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
+	var got []byte
+	for !bytes.Contains(got, []byte("(qemu)")) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("monitor: %v after %q", err, got)
+		}
+		got = append(got, buf[:n]...)
 	}
 	if _, err := c.Write([]byte("system_powerdown\n")); err != nil {
 		t.Fatal(err)
 	}
-	var echo []byte
-	for !bytes.Contains(echo, []byte("(qemu)")) {
+	got = nil
+	for !bytes.Contains(got, []byte("(qemu)")) {
 		n, err := c.Read(buf)
 		if err != nil {
-			t.Fatalf("monitor: %v after %q", err, echo)
+			t.Fatalf("monitor: %v after %q", err, got)
 		}
-		echo = append(echo, buf[:n]...)
-	}
-	c.Close()
-	select {
-	case err := <-done:
-		serial, _ := os.ReadFile(log)
-		if err != nil {
-			t.Fatalf("qemu: %v\n%s", err, tail(serial))
-		}
-		for _, want := range []string{"xeno-init: power button pressed; powering off", "reboot: Power down"} {
-			if !bytes.Contains(serial, []byte(want)) {
-				t.Errorf("serial console lacks %q:\n%s", want, tail(serial))
-			}
-		}
-	case <-time.After(60 * time.Second):
-		serial, _ := os.ReadFile(log)
-		t.Fatalf("no poweroff 60 s after the power button:\n%s", tail(serial))
+		got = append(got, buf[:n]...)
 	}
 }
