@@ -294,3 +294,32 @@ func tail(b []byte) string {
 	}
 	return string(b)
 }
+
+// TestBootMinimalRawEFI boots the raw GPT disk through OVMF and
+// systemd-boot.
+func TestBootMinimalRawEFI(t *testing.T) {
+	qemu := testenv.RequireCmd(t, "qemu-system-x86_64")
+	const ovmf = "/usr/share/ovmf/OVMF.fd"
+	if _, err := os.Stat(ovmf); err != nil {
+		if os.Getenv("XENO_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s: %v (make deps installs ovmf)", ovmf, err)
+		}
+		t.Skipf("needs %s (Debian package ovmf)", ovmf)
+	}
+	out, _ := buildMinimal(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "serial.log")
+	cmd := exec.Command("timeout", "240", qemu, "-M", "q35", "-accel", "tcg", "-m", "512", "-bios", ovmf,
+		"-drive", "file="+filepath.Join(out, "minimal.img")+",format=raw,snapshot=on",
+		"-nodefaults", "-serial", "file:"+log, "-display", "none", "-no-reboot")
+	b, err := cmd.CombinedOutput()
+	serial, _ := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("qemu did not power off by itself within 240 s (%v): %s\nserial:\n%s", err, b, tail(serial))
+	}
+	for _, want := range []string{"xeno-init: started", "xeno-minimal: up", "reboot: Power down"} {
+		if !bytes.Contains(serial, []byte(want)) {
+			t.Errorf("serial console lacks %q:\n%s", want, tail(serial))
+		}
+	}
+}
