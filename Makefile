@@ -66,8 +66,10 @@ unit:
 
 # The whole suite: lint, then every Go test, unit and end-to-end. The
 # end-to-end tests find the binaries and guests in bin/ and test/guests/.
+# Tests are stamped like the binaries, so that abi.Current() in a test is
+# the build that bin/hv and bin/xl report.
 test: deps build lint $(TEST_PREREQS)
-	XENO_REQUIRE_TOOLS=1 XENO_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 70m ./...
+	XENO_REQUIRE_TOOLS=1 XENO_BIN=$(CURDIR)/bin $(GO) test -ldflags '$(LDFLAGS)' -count=1 -timeout 70m ./...
 
 bench: deps build $(TEST_PREREQS) $(BENCH_TARGETS)
 
