@@ -12,7 +12,7 @@ const usage = `usage: xeno COMMAND [ARGS]
 commands:
   kernel fetch|import|list|inspect ...   the versioned kernel store
   lock RECIPE                            resolve a recipe to RECIPE.lock
-  build RECIPE [-o DIR]                  build the recipe's outputs
+  build RECIPE [-o DIR] [--hv-release X] [--cache DIR]   build the outputs
   verify RECIPE                          build twice and compare bytes
   version                                print the hv release this tree builds
 `
