@@ -49,7 +49,8 @@ func goEnv() []string {
 
 // sourceHash hashes every file of the module that can change a compiled
 // program (Go, assembly, go.mod, go.sum), in sorted order. It keys the
-// binary cache; it is wider than scripts/buildid.sh, which leaves out .s.
+// binary cache; scripts/buildid.sh hashes the same kinds of file for the
+// build id.
 func sourceHash(root string) (string, error) {
 	var files []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
