@@ -58,9 +58,10 @@ func writeInitramfs(t testing.TB, entries []cpioEntry) string {
 
 // earlyBootLines are the console lines that show Linux read what the hv
 // gave it, in the order the kernel prints them, each with the most time
-// it may take here from process start. The bounds are about 3x what
-// docs/kvm-notes.md measured on the software KVM (kvm_pvm), where kernel
-// mode is emulated.
+// it may take here from process start. docs/kvm-notes.md measured 27 s
+// to the last line on a quiet machine and 142 s under load average 14 on
+// the software KVM (kvm_pvm), where kernel mode is emulated; the bounds
+// are about 4x the loaded figures.
 var earlyBootLines = []struct {
 	what  string
 	re    string
