@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
@@ -149,6 +151,19 @@ func run(start time.Time, args []string, stderr io.Writer) int {
 	if srv != nil {
 		go srv.Serve(v)
 	}
+	// SIGTERM, SIGINT and SIGHUP destroy the domain the orderly way, so
+	// that the exit file still says what happened.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "hv: %v: destroying the domain\n", s)
+			v.Destroy()
+		case <-v.Done():
+		}
+	}()
 	e := v.Run()
 	fmt.Fprintf(stderr, "hv: domain ended: %s\n", e.Reason)
 	return exit(e)

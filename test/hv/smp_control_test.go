@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +98,17 @@ func TestControlDestroyAndReboot(t *testing.T) {
 			expectEnd(t, l.wait(t), c.reason)
 		})
 	}
+}
+
+// SIGTERM (what a toolstack falls back to) ends the domain as destroyed,
+// with the exit file written.
+func TestSIGTERMDestroys(t *testing.T) {
+	l := startHV(t, "--kernel", guest(t, "powerbutton"), "--memory", "64", "--vcpus", "2")
+	l.waitFor(t, "XTF powerbutton waiting", 10*time.Second)
+	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	expectEnd(t, l.wait(t), control.ReasonDestroyed)
 }
 
 func TestControlUnknownCommand(t *testing.T) {
