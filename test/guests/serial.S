@@ -21,5 +21,17 @@ guest_main:
 	xor %eax, %eax
 	outb %al, %dx
 1:	PUTS("XTF serial hello from the micro-guest\n")
+	/* The same console through the xeno console port (interface 1.0+). */
+	lea conmsg(%rip), %rsi
+	mov $XENO_PORT_CONSOLE, %dx
+3:	lodsb
+	test %al, %al
+	jz 4f
+	outb %al, %dx
+	jmp 3b
+4:
 	PUTS("XTF RESULT serial PASS\n")
 	ret
+
+	.section .rodata
+conmsg:	.asciz "XTF console-port hello\n"

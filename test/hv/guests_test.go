@@ -21,6 +21,9 @@ func TestSerialGuest(t *testing.T) {
 			if got := r.result(); got != "serial PASS" {
 				t.Fatalf("result %q, want serial PASS\nstdout:\n%s\nstderr:\n%s", got, r.stdout, r.stderr)
 			}
+			if !strings.Contains(r.stdout, "XTF console-port hello\n") {
+				t.Errorf("console-port output missing from the console:\n%s", r.stdout)
+			}
 			if !strings.Contains(r.stderr, "hv: boot-timer: ") {
 				t.Errorf("no boot-timer line on stderr:\n%s", r.stderr)
 			}
