@@ -43,7 +43,7 @@ const startTimeout = 30 * time.Second
 
 // CreateOptions are xl create's flags that the toolstack acts on.
 type CreateOptions struct {
-	Paused bool // -p: pause the domain as soon as its hv answers
+	Paused bool // -p: the first hv starts with --paused; restarts run
 }
 
 // Reserve takes the domain's ID and name under the lock and writes its
@@ -211,8 +211,9 @@ func waitUp(sock string, exited chan error) (bool, error) {
 	}
 }
 
-// hvArgs is the hv command line for r.
-func (t *Toolstack) hvArgs(r *Record) []string {
+// hvArgs is the hv command line for r; paused starts it with no vCPU
+// having run.
+func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 	c := r.Config
 	a := []string{"--kernel", c.Kernel}
 	if c.Ramdisk != "" {
@@ -235,6 +236,9 @@ func (t *Toolstack) hvArgs(r *Record) []string {
 	}
 	if r.Unchecked {
 		a = append(a, "--unchecked-interface")
+	}
+	if paused {
+		a = append(a, "--paused")
 	}
 	return a
 }
@@ -270,7 +274,9 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 			return err
 		}
 		os.Remove(control.ExitFile(r.Control))
-		cmd := exec.Command(t.HV, t.hvArgs(r)...)
+		// -p applies to the creation only: a domain restarted by
+		// on_reboot runs at once, as in xl.
+		cmd := exec.Command(t.HV, t.hvArgs(r, opt.Paused && first)...)
 		cmd.Stdout, cmd.Stderr = hvlog, hvlog
 		// The hv gets its own session: a signal to xl's terminal or to
 		// the monitor's group never reaches a guest.
@@ -307,11 +313,6 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		if up {
 			checkSockets(r)
 			go mirrorConsole(r.Console, filepath.Join(t.State.DomainDir(id), "console.log"))
-			if opt.Paused && first {
-				if _, err := control.Call(r.Control, control.CmdPause, ControlTimeout); err != nil {
-					fmt.Fprintf(os.Stderr, "xl monitor: pause: %v\n", err)
-				}
-			}
 			tell(nil)
 			waitErr = <-exited
 		} else if waitErr == errNotUp {

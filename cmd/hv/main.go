@@ -41,10 +41,17 @@ type usageError struct{ error }
 
 func main() {
 	start := time.Now()
-	os.Exit(run(start, os.Args[1:], os.Stderr))
+	os.Exit(run(start, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(start time.Time, args []string, stderr io.Writer) int {
+// printVersion writes the build's stamp in the line format of
+// `xeno version`, which xl info parses.
+func printVersion(w io.Writer, b abi.Build) {
+	fmt.Fprintf(w, "release %s\ninterface %s\nbuild_id %s\nchangeset %s\ncaps %s\n",
+		b.Release, b.Release.Interface().Short(), b.BuildID, b.Changeset, b.Caps())
+}
+
+func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hv", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -60,11 +67,17 @@ func run(start time.Time, args []string, stderr io.Writer) int {
 		iface     = fs.String("interface", "", "the guest's interface, MAJOR.MINOR[-dev@BUILD]; default: the hv's own")
 		unchecked = fs.Bool("unchecked-interface", false, "TESTS ONLY: start even if --interface is refused, presenting the hv's native interface")
 		boot      = fs.String("boot", "auto", "bzimage, elf or auto (elf where KVM emulates kernel mode, else bzimage)")
+		paused    = fs.Bool("paused", false, "start with every vCPU stopped; the control socket's resume starts the guest")
+		version   = fs.Bool("version", false, "print the release, interface, build id, changeset and caps, and exit")
 		disks     diskFlags
 	)
 	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return control.ExitUsage
+	}
+	if *version {
+		printVersion(stdout, abi.Current())
+		return 0
 	}
 	exit := func(e control.Exit) int {
 		if *ctl != "" {
@@ -85,6 +98,9 @@ func run(start time.Time, args []string, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return fail(usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))})
+	}
+	if *paused && *ctl == "" {
+		return fail(usageError{errors.New("--paused needs --control: nothing could resume the domain")})
 	}
 	if *kernel == "" {
 		return fail(usageError{errors.New("--kernel is required")})
@@ -141,7 +157,7 @@ func run(start time.Time, args []string, stderr io.Writer) int {
 	v, err := vm.New(vm.Config{
 		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
-		Console: con, Log: stderr, Start: start,
+		Console: con, Log: stderr, Start: start, Paused: *paused,
 	})
 	if err != nil {
 		return fail(err)

@@ -47,6 +47,10 @@ type Config struct {
 	Console io.Writer // UART and console-port output
 	Log     io.Writer // hv diagnostics (stderr)
 	Start   time.Time // process start, for the boot timer
+
+	// Paused starts the domain paused: every vCPU parks before its
+	// first KVM_RUN, so the guest executes nothing until Resume.
+	Paused bool
 }
 
 // Disk is one virtio-blk backing file.
@@ -104,7 +108,7 @@ func New(cfg Config) (_ *VM, err error) {
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	v := &VM{cfg: cfg, done: make(chan struct{}), started: time.Now()}
+	v := &VM{cfg: cfg, done: make(chan struct{}), started: time.Now(), paused: cfg.Paused}
 	v.cond = sync.NewCond(&v.mu)
 	v.unk.log = cfg.Log
 	defer func() {

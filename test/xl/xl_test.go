@@ -651,6 +651,7 @@ func TestCreateFlagsRebootShutdownAll(t *testing.T) {
 		t.Errorf("create -p: %+v", d)
 	}
 	e.mustRun("unpause", "paused")
+	e.consoleUntil("paused", "XTF powerbutton waiting", 30*time.Second)
 
 	old := e.find("con").ID
 	e.mustRun("reboot", "con")
@@ -667,6 +668,42 @@ func TestCreateFlagsRebootShutdownAll(t *testing.T) {
 	if l := e.list(); len(l) != 0 {
 		t.Errorf("after shutdown -a -w: %+v", l)
 	}
+	e.assertClean()
+}
+
+// create -p starts the hv with --paused: the guest runs nothing, not
+// even its first instructions, until xl unpause.
+func TestCreatePaused(t *testing.T) {
+	e := kvmEnv(t)
+	k := guest(t, "powerbutton")
+	cfg := e.write("p.cfg", fmt.Sprintf("name = \"p\"\nkernel = %q\nmemory = 32\n", k))
+	e.mustRun("create", "-p", cfg)
+	d := e.find("p")
+	if d == nil || d.State != "--p---" {
+		t.Fatalf("xl list -l after create -p: %+v", d)
+	}
+	if o := e.mustRun("list", "p"); !strings.Contains(o, "--p---") {
+		t.Errorf("xl list after create -p lacks state p:\n%s", o)
+	}
+	// The monitor mirrors the console into console.log from the start.
+	conLog := filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "console.log")
+	time.Sleep(300 * time.Millisecond)
+	if b, _ := os.ReadFile(conLog); bytes.Contains(b, []byte("XTF")) {
+		t.Fatalf("a domain created with -p wrote to its console before unpause:\n%s", b)
+	}
+	if d := e.find("p"); d == nil || d.State != "--p---" {
+		t.Fatalf("still paused after 300 ms? %+v", d)
+	}
+	e.mustRun("unpause", "p")
+	e.consoleUntil("p", "XTF powerbutton waiting", 30*time.Second)
+	e.waitFor("the marker in console.log", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(conLog)
+		return bytes.Contains(b, []byte("XTF powerbutton waiting"))
+	})
+	if d := e.find("p"); d == nil || d.State == "--p---" {
+		t.Errorf("after unpause: %+v", d)
+	}
+	e.mustRun("shutdown", "-w", "p")
 	e.assertClean()
 }
 
