@@ -159,6 +159,22 @@ func open() (*toolstack.Toolstack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot find my own executable: %w", err)
 	}
+	hv, err := hvPath(self)
+	if err != nil {
+		return nil, err
+	}
+	// The monitor and the hv run in /, so the paths must not be relative.
+	abs, err := filepath.Abs(st.Dir)
+	if err != nil {
+		return nil, err
+	}
+	st.Dir = abs
+	return &toolstack.Toolstack{State: st, HV: hv, XL: self}, nil
+}
+
+// hvPath is the hv binary domains run with, as an absolute path:
+// $XENO_HV, else `hv` beside the xl executable self, else on $PATH.
+func hvPath(self string) (string, error) {
 	hv := os.Getenv("XENO_HV")
 	if hv == "" {
 		hv = filepath.Join(filepath.Dir(self), "hv")
@@ -168,14 +184,5 @@ func open() (*toolstack.Toolstack, error) {
 			}
 		}
 	}
-	// The monitor and the hv run in /, so the paths must not be relative.
-	abs, err := filepath.Abs(st.Dir)
-	if err != nil {
-		return nil, err
-	}
-	st.Dir = abs
-	if hv, err = filepath.Abs(hv); err != nil {
-		return nil, err
-	}
-	return &toolstack.Toolstack{State: st, HV: hv, XL: self}, nil
+	return filepath.Abs(hv)
 }

@@ -3,11 +3,13 @@ package xl
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/toolstack"
 )
 
@@ -148,5 +150,69 @@ func TestInfo(t *testing.T) {
 	}
 	if !strings.Contains(o, "xeno-1.") {
 		t.Errorf("hv_caps: %s", o)
+	}
+}
+
+func TestParseHVVersion(t *testing.T) {
+	good := "release 1.3.0-dev\ninterface 1.3-dev\nbuild_id abc\nchangeset 123456\ncaps xeno-1.3-x86_64 xeno-1.2-x86_64\nnewkey later\n"
+	st, err := parseHVVersion([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Build.Release.String() != "1.3.0-dev" || st.Build.BuildID != "abc" || st.Build.Changeset != "123456" ||
+		st.Interface != "1.3-dev" || st.Caps != "xeno-1.3-x86_64 xeno-1.2-x86_64" {
+		t.Errorf("parsed %+v", st)
+	}
+	for _, c := range []struct{ in, err string }{
+		{strings.Replace(good, "build_id abc\n", "", 1), "no build_id"},
+		{strings.Replace(good, "release 1.3.0-dev", "release 1.3", 1), "release"},
+		{strings.Replace(good, "interface 1.3-dev", "interface x", 1), "interface"},
+		{good + "caps again\n", "line 7: caps given twice"},
+		{"release\n" + good, `line 1: "release"`},
+		{"", "line 1"},
+	} {
+		if _, err := parseHVVersion([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q: err %v, want %q", c.in, err, c.err)
+		}
+	}
+}
+
+// xl info reports the stamp of the hv it would run; a stand-in script
+// plays the hv here (test/xl runs the real one).
+func TestInfoFromHV(t *testing.T) {
+	t.Setenv("XENO_STATE_DIR", t.TempDir())
+	hv := filepath.Join(t.TempDir(), "hv")
+	script := "#!/bin/sh\n[ \"$1\" = --version ] || exit 2\nprintf 'release 9.8.7\\ninterface 9.8\\nbuild_id otherbuild\\nchangeset cafe\\ncaps xeno-9.8-x86_64\\n'\n"
+	if err := os.WriteFile(hv, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XENO_HV", hv)
+	o, e, code := run("info")
+	if code != 0 {
+		t.Fatalf("info: %d %q", code, e)
+	}
+	for _, want := range []string{"hv_version             : 9.8.7\n", "hv_major               : 9\n", "hv_extra               : .7\n",
+		"hv_build_id            : otherbuild\n", "hv_changeset           : cafe\n", "hv_caps                : xeno-9.8-x86_64\n",
+		"hv_interface           : 9.8\n", "hv_source              : " + hv + " --version\n"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("info lacks %q:\n%s", want, o)
+		}
+	}
+}
+
+func TestInfoFallback(t *testing.T) {
+	t.Setenv("XENO_STATE_DIR", t.TempDir())
+	missing := filepath.Join(t.TempDir(), "no-hv")
+	t.Setenv("XENO_HV", missing)
+	o, e, code := run("info")
+	if code != 0 {
+		t.Fatalf("info: %d %q", code, e)
+	}
+	b := abi.Current()
+	if !strings.Contains(o, "hv_source              : xl's own stamp (hv --version failed: "+missing) {
+		t.Errorf("no fallback note:\n%s", o)
+	}
+	if !strings.Contains(o, "hv_build_id            : "+b.BuildID+"\n") || !strings.Contains(o, "hv_version             : "+b.Release.String()+"\n") {
+		t.Errorf("fallback is not xl's own stamp:\n%s", o)
 	}
 }

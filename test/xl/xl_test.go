@@ -346,6 +346,43 @@ func TestDevInterfaceIdenticalBuild(t *testing.T) {
 	e.assertClean()
 }
 
+// xl info reports the hv binary it would run (here $XENO_HV, stamped
+// with another build id and release than xl), not xl's own stamp; with no
+// runnable hv it falls back to its own stamp and says why.
+func TestInfoReportsHVBinary(t *testing.T) {
+	e := newEnv(t)
+	goTool := testenv.RequireCmd(t, "go")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	hv := filepath.Join(e.dir, "hv-other")
+	abi := "github.com/xeno-hv/xeno/hv/abi"
+	c := exec.Command(goTool, "build", "-o", hv, "-ldflags",
+		fmt.Sprintf("-X %s.release=1.3.0-dev -X %s.buildID=otherhvbuild -X %s.changeset=0therc0ffee", abi, abi, abi), "./cmd/hv")
+	c.Dir = root
+	c.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	e.hv = hv
+	o := e.mustRun("info")
+	for _, want := range []string{"hv_build_id            : otherhvbuild\n", "hv_changeset           : 0therc0ffee\n",
+		"hv_version             : 1.3.0-dev\n", "hv_interface           : 1.3-dev\n", "hv_caps                : xeno-1.3-x86_64",
+		"hv_source              : " + hv + " --version\n"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("xl info lacks %q:\n%s", want, o)
+		}
+	}
+	if strings.Contains(o, "xl_build_id            : otherhvbuild") {
+		t.Errorf("the test's xl has the other hv's build id; the test proves nothing:\n%s", o)
+	}
+
+	e.hv = filepath.Join(e.dir, "missing-hv")
+	o = e.mustRun("info")
+	if !strings.Contains(o, "hv_source              : xl's own stamp (hv --version failed: ") || strings.Contains(o, "otherhvbuild") {
+		t.Errorf("xl info without an hv:\n%s", o)
+	}
+}
+
 func kvmEnv(t *testing.T) *env {
 	testenv.RequireKVM(t)
 	e := newEnv(t)
