@@ -4,21 +4,33 @@ import "sync"
 
 // PM1 register bits (ACPI 6.5 §4.8.3).
 const (
+	GblSts    = 1 << 5  // PM1_STS.GBL_STS, write 1 to clear
 	PwrBtnSts = 1 << 8  // PM1_STS.PWRBTN_STS, write 1 to clear
 	WakSts    = 1 << 15 // PM1_STS.WAK_STS
+	GblEn     = 1 << 5  // PM1_EN.GBL_EN
 	PwrBtnEn  = 1 << 8  // PM1_EN.PWRBTN_EN
 
 	SCIEn       = 1 << 0 // PM1_CNT.SCI_EN, hard-wired to 1
+	BmRld       = 1 << 1 // PM1_CNT.BM_RLD
+	GblRls      = 1 << 2 // PM1_CNT.GBL_RLS, write-only
 	SlpTypShift = 10
 	SlpTypMask  = 7 << SlpTypShift
 	SlpEn       = 1 << 13 // PM1_CNT.SLP_EN, write-only
 )
 
-// Which status bits exist here: only the power button and wake status.
+// Which bits exist here. The global lock (in the FACS) is fixed hardware
+// of every non-HW-reduced platform, and ACPICA enables GBL_EN at init and
+// checks that it reads back ("Could not enable GlobalLock event"
+// otherwise), so GBL_EN is a real, stored enable bit. Its status bit,
+// GBL_STS, is set by hardware only when firmware releases a global lock
+// the OS waited for; no firmware here ever takes the lock, so GBL_STS
+// never becomes 1 and GBL_EN never raises the SCI. Likewise GBL_RLS (the
+// OS telling firmware it released the lock) has no listener; it reads 0
+// as the spec says.
 const (
-	stsImplemented = PwrBtnSts | WakSts
-	enImplemented  = PwrBtnEn
-	cntWritable    = SlpTypMask | 0x6 // SLP_TYP, BM_RLD, GBL_RLS
+	stsImplemented = PwrBtnSts | WakSts | GblSts
+	enImplemented  = PwrBtnEn | GblEn
+	cntWritable    = SlpTypMask | BmRld
 )
 
 // PM is the PM1a event and control register blocks at the FADT's ports

@@ -113,3 +113,31 @@ func TestPMUnknownPorts(t *testing.T) {
 		t.Error("stray write changed PM1 event block")
 	}
 }
+
+// The global lock: ACPICA writes GBL_EN at init and reads it back; it
+// must stick, and must not raise the SCI, since GBL_STS is never set.
+func TestPMGlobalLockBits(t *testing.T) {
+	pm, p := newPMProbe(t)
+	pm.Write(PM1aEvt+2, 2, GblEn)
+	if got := pm.Read(PM1aEvt+2, 2); got != GblEn {
+		t.Fatalf("PM1_EN = %#x after writing GBL_EN, want %#x", got, GblEn)
+	}
+	if p.sci || pm.Read(PM1aEvt, 2)&GblSts != 0 {
+		t.Fatal("GBL_EN raised the SCI or GBL_STS without a firmware lock owner")
+	}
+	// Byte access, and both enables together with the power button.
+	pm.Write(PM1aEvt+2, 1, 0)
+	if pm.Read(PM1aEvt+2, 2) != 0 {
+		t.Fatal("GBL_EN not cleared by a byte write")
+	}
+	pm.Write(PM1aEvt+2, 2, GblEn|PwrBtnEn)
+	pm.PressPowerButton()
+	if !p.sci || pm.Read(PM1aEvt+2, 2) != GblEn|PwrBtnEn {
+		t.Fatal("power button SCI lost with GBL_EN set")
+	}
+	// GBL_RLS is write-only; BM_RLD is read/write.
+	pm.Write(PM1aCnt, 2, GblRls|BmRld|SCIEn)
+	if got := pm.Read(PM1aCnt, 2); got != BmRld|SCIEn {
+		t.Errorf("PM1_CNT = %#x after GBL_RLS|BM_RLD, want %#x", got, BmRld|SCIEn)
+	}
+}
