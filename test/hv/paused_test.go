@@ -48,3 +48,25 @@ func TestPausedNeedsControl(t *testing.T) {
 		t.Fatalf("exit %d (%v), stderr %q; want usage error %d", code, err, stderr.String(), control.ExitUsage)
 	}
 }
+
+// hv --version prints the build's stamp in `xeno version`'s format: make
+// stamps bin/hv and bin/xeno alike, so the two outputs are identical. It
+// needs no kernel and no /dev/kvm.
+func TestVersionFlag(t *testing.T) {
+	hv, err := exec.Command(testenv.Bin(t, "hv"), "--version").Output()
+	if err != nil {
+		t.Fatalf("hv --version: %v", err)
+	}
+	xeno, err := exec.Command(testenv.Bin(t, "xeno"), "version").Output()
+	if err != nil {
+		t.Fatalf("xeno version: %v", err)
+	}
+	if string(hv) != string(xeno) {
+		t.Errorf("hv --version:\n%s\nxeno version:\n%s", hv, xeno)
+	}
+	for _, k := range []string{"release ", "interface ", "build_id ", "changeset ", "caps xeno-"} {
+		if !strings.Contains(string(hv), "\n"+k) && !strings.HasPrefix(string(hv), k) {
+			t.Errorf("hv --version lacks a %q line:\n%s", k, hv)
+		}
+	}
+}
