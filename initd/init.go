@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,11 @@ import (
 
 // Main runs PID 1. It never returns: PID 1 exiting panics the kernel.
 func Main() {
+	// ioperm grants the ports to the calling thread only, and a goroutine
+	// that is not locked may resume on another thread after any system
+	// call; an in/out there is a SIGSEGV, which kills PID 1. So PID 1's
+	// goroutine keeps the thread that asked for the ports.
+	runtime.LockOSThread()
 	out := os.Stdout
 	ports, perr := OpenPorts()
 	if perr == nil {
@@ -208,7 +214,12 @@ func powerOff(out io.Writer, p Ports, clean bool) {
 	}
 	unix.Sync()
 	if p != nil {
-		p.Outb(abi.PortShutdown, abi.ShutdownPoweroff)
+		// The power button calls this from another goroutine, on a thread
+		// that may not hold the ports (see Main): ask for them here.
+		runtime.LockOSThread()
+		if _, err := OpenPorts(); err == nil {
+			p.Outb(abi.PortShutdown, abi.ShutdownPoweroff)
+		}
 	}
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	fmt.Fprintf(out, "xeno-init: power off failed: %v; halting\n", err)
