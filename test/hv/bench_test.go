@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
@@ -114,7 +115,7 @@ func BenchmarkLinuxEarlyBoot(b *testing.B) {
 	hv := testenv.Bin(b, "hv")
 	qemu := testenv.RequireCmd(b, "qemu-system-x86_64")
 	k := kerneltest.Kernel(b, kerneltest.Cloud56, kerneltest.Cloud56Version)
-	initrd := writeInitramfs(b, []cpioEntry{{name: "init", mode: 0o100755, data: []byte("#!/bin/sh\n")}})
+	initrd := writeInitramfs(b, []images.File{{Path: "init", Mode: 0o755, Data: []byte("#!/bin/sh\n")}})
 	const cmdline = "console=ttyS0 earlyprintk=ttyS0"
 	bound := 6 * time.Minute
 	if s := os.Getenv("XENO_BENCH_LINUX_BOUND"); s != "" {

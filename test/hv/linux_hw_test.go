@@ -3,6 +3,7 @@ package hv_test
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
@@ -33,13 +35,11 @@ func TestLinuxVirtioBlkAndSMP(t *testing.T) {
 		testenv.RequireCmd(t, "busybox")
 		t.Fatal(err)
 	}
-	entries := []cpioEntry{
-		{name: "bin", mode: 0o40755},
-		{name: "bin/busybox", mode: 0o100755, data: bb},
-		{name: "dev", mode: 0o40755},
-		{name: "proc", mode: 0o40755},
-		{name: "sys", mode: 0o40755},
-		{name: "mods", mode: 0o40755},
+	entries := []images.File{
+		{Path: "bin/busybox", Mode: 0o755, Data: bb},
+		{Path: "dev", Mode: fs.ModeDir | 0o755},
+		{Path: "proc", Mode: fs.ModeDir | 0o755},
+		{Path: "sys", Mode: fs.ModeDir | 0o755},
 	}
 	script := "#!/bin/busybox sh\nB=/bin/busybox\n$B mount -t devtmpfs dev /dev\n$B mount -t proc proc /proc\n$B mount -t sysfs sys /sys\n"
 	for i, m := range mods {
@@ -48,7 +48,7 @@ func TestLinuxVirtioBlkAndSMP(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := fmt.Sprintf("mods/%02d-%s", i, filepath.Base(m))
-		entries = append(entries, cpioEntry{name: name, mode: 0o100644, data: b})
+		entries = append(entries, images.File{Path: name, Mode: 0o644, Data: b})
 		script += "$B insmod /" + name + "\n"
 	}
 	script += `$B echo "XENO-CPUS $($B cat /sys/devices/system/cpu/online)"
@@ -59,7 +59,7 @@ $B sync
 $B echo XENO-INIT-REACHED
 $B poweroff -f
 `
-	entries = append(entries, cpioEntry{name: "init", mode: 0o100755, data: []byte(script)})
+	entries = append(entries, images.File{Path: "init", Mode: 0o755, Data: []byte(script)})
 	disk := filepath.Join(t.TempDir(), "disk.img")
 	img := make([]byte, 1<<20)
 	copy(img, "sector0-from-host")

@@ -1,7 +1,6 @@
 package hv_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,45 +11,20 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
 
-// newc writes a cpio "newc" archive of regular files and directories,
-// enough for a test initramfs.
-type cpioEntry struct {
-	name string
-	mode uint32 // with type bits
-	data []byte
-}
-
-func newc(entries []cpioEntry) []byte {
-	var b bytes.Buffer
-	pad := func() {
-		for b.Len()%4 != 0 {
-			b.WriteByte(0)
-		}
-	}
-	write := func(ino int, e cpioEntry) {
-		fmt.Fprintf(&b, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-			ino, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, 0, 0, len(e.name)+1, 0)
-		b.WriteString(e.name)
-		b.WriteByte(0)
-		pad()
-		b.Write(e.data)
-		pad()
-	}
-	for i, e := range entries {
-		write(i+1, e)
-	}
-	write(0, cpioEntry{name: "TRAILER!!!"})
-	return b.Bytes()
-}
-
-func writeInitramfs(t testing.TB, entries []cpioEntry) string {
+// writeInitramfs writes an uncompressed initramfs with the builder's own
+// writer, so the Linux tests boot the format the images carry.
+func writeInitramfs(t testing.TB, files []images.File) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "initrd.cpio")
-	if err := os.WriteFile(p, newc(entries), 0o644); err != nil {
+	err := images.AtomicWrite(p, 0o644, func(f *os.File) error {
+		return images.WriteInitramfs(f, files, images.None, time.Unix(0, 0))
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -89,7 +63,7 @@ func TestLinuxEarlyBoot(t *testing.T) {
 	}
 	testenv.Bin(t, "hv")
 	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
-	initrd := writeInitramfs(t, []cpioEntry{{name: "init", mode: 0o100755, data: []byte("#!/bin/sh\necho never reached here\n")}})
+	initrd := writeInitramfs(t, []images.File{{Path: "init", Mode: 0o755, Data: []byte("#!/bin/sh\necho never reached here\n")}})
 	l := startHV(t, "--kernel", k.BzImagePath(), "--initrd", initrd, "--memory", "256", "--vcpus", "2",
 		"--boot", "elf", "--cmdline", "console=ttyS0 earlyprintk=ttyS0 xeno.test=early")
 	var report strings.Builder
@@ -139,10 +113,9 @@ func busyboxInitramfs(t testing.TB, cmd string) string {
 		t.Fatal(err)
 	}
 	script := "#!/bin/busybox sh\n/bin/busybox echo XENO-INIT-REACHED\n/bin/busybox " + cmd + "\n"
-	return writeInitramfs(t, []cpioEntry{
-		{name: "bin", mode: 0o40755},
-		{name: "bin/busybox", mode: 0o100755, data: bb},
-		{name: "init", mode: 0o100755, data: []byte(script)},
+	return writeInitramfs(t, []images.File{
+		{Path: "bin/busybox", Mode: 0o755, Data: bb},
+		{Path: "init", Mode: 0o755, Data: []byte(script)},
 	})
 }
 
