@@ -325,30 +325,28 @@ func (b *Block) Write(off uint64, data []byte) {
 		b.update()
 	case RegStatus:
 		b.writeStatus(v)
-	case RegQueueDescLow:
+	case RegQueueDescLow, RegQueueDescHigh:
 		if queueWritable {
-			q.desc = q.desc&^0xffffffff | uint64(v)
+			setHalf(&q.desc, off == RegQueueDescHigh, v)
 		}
-	case RegQueueDescHigh:
+	case RegQueueDriverLow, RegQueueDriverHigh:
 		if queueWritable {
-			q.desc = q.desc&0xffffffff | uint64(v)<<32
+			setHalf(&q.driver, off == RegQueueDriverHigh, v)
 		}
-	case RegQueueDriverLow:
+	case RegQueueDeviceLow, RegQueueDeviceHigh:
 		if queueWritable {
-			q.driver = q.driver&^0xffffffff | uint64(v)
+			setHalf(&q.device, off == RegQueueDeviceHigh, v)
 		}
-	case RegQueueDriverHigh:
-		if queueWritable {
-			q.driver = q.driver&0xffffffff | uint64(v)<<32
-		}
-	case RegQueueDeviceLow:
-		if queueWritable {
-			q.device = q.device&^0xffffffff | uint64(v)
-		}
-	case RegQueueDeviceHigh:
-		if queueWritable {
-			q.device = q.device&0xffffffff | uint64(v)<<32
-		}
+	}
+}
+
+// setHalf writes one 32-bit half of a 64-bit queue address, as the
+// driver programs them through a Low and a High register.
+func setHalf(p *uint64, high bool, v uint32) {
+	if high {
+		*p = *p&0xffffffff | uint64(v)<<32
+	} else {
+		*p = *p&^0xffffffff | uint64(v)
 	}
 }
 

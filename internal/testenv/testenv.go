@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -99,4 +100,24 @@ func RequireRoot(t testing.TB) {
 	if unix.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+}
+
+// Guest returns the absolute path of the built micro-guest test/guests/NAME
+// (e.g. "serial.bin" or "serial.pvh.elf"; a bare name means NAME.bin). It
+// skips when the guest is missing, unless XENO_REQUIRE_TOOLS=1, where
+// `make guests` should have built it and its absence is a failure.
+func Guest(t testing.TB, name string) string {
+	t.Helper()
+	if filepath.Ext(name) == "" {
+		name += ".bin"
+	}
+	_, self, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(self), "..", "..", "test", "guests", name)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("XENO_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("micro-guest %s not built although make guests should have built it: %v", name, err)
+		}
+		t.Skipf("micro-guest %s not built (run make guests): %v", name, err)
+	}
+	return p
 }

@@ -130,12 +130,7 @@ func TestBuildMinimalContents(t *testing.T) {
 	}
 	// Read the initramfs back with GNU cpio, which shares no code with
 	// the writer.
-	dir := t.TempDir()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("gzip -dc %s | %s -idm --quiet --no-absolute-filenames", filepath.Join(out, "minimal.initrd"), cpio))
-	cmd.Dir = dir
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cpio: %v\n%s", err, b)
-	}
+	dir := extractInitrd(t, cpio, filepath.Join(out, "minimal.initrd"))
 	st, err := os.Stat(filepath.Join(dir, "init"))
 	if err != nil || st.Mode().Perm() != 0o755 {
 		t.Fatalf("/init: %v %v", st, err)
@@ -286,6 +281,33 @@ func TestBootMinimalISO(t *testing.T) {
 			t.Errorf("serial console lacks %q:\n%s", want, tail(serial))
 		}
 	}
+}
+
+// extractInitrd unpacks a gzip initramfs (only paths, if given) into a
+// new directory with GNU cpio, which shares no code with our writer.
+func extractInitrd(t *testing.T, cpio, initrd string, paths ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := append([]string{"-idm", "--quiet", "--no-absolute-filenames"}, paths...)
+	unzip := exec.Command("gzip", "-dc", initrd)
+	cmd := exec.Command(cpio, args...)
+	cmd.Dir = dir
+	pipe, err := unzip.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdin = pipe
+	if err := unzip.Start(); err != nil {
+		t.Fatalf("gzip -dc %s: %v", initrd, err)
+	}
+	b, err := cmd.CombinedOutput()
+	if werr := unzip.Wait(); err == nil && werr != nil {
+		err = fmt.Errorf("gzip -dc: %w", werr)
+	}
+	if err != nil {
+		t.Fatalf("cpio %s: %v\n%s", initrd, err, b)
+	}
+	return dir
 }
 
 func tail(b []byte) string {

@@ -1,7 +1,6 @@
 package build
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,12 +39,7 @@ func TestCompatInterfaceBuild(t *testing.T) {
 	if m.Interface != "1.1" {
 		t.Errorf("manifest interface %q, want 1.1", m.Interface)
 	}
-	x := t.TempDir()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("gzip -dc %s | %s -idm --quiet init", filepath.Join(out, "compat.initrd"), cpio))
-	cmd.Dir = x
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cpio: %v\n%s", err, b)
-	}
+	x := extractInitrd(t, cpio, filepath.Join(out, "compat.initrd"), "init")
 	ver, err := exec.Command(filepath.Join(x, "init"), "--version").Output()
 	if err != nil || strings.TrimSpace(string(ver)) != "xeno-init pinned interface 1.1" {
 		t.Errorf("/init --version = %q, %v", ver, err)

@@ -60,12 +60,7 @@ func TestDevInterfaceBuild(t *testing.T) {
 	if m.Interface != want || m.HVRelease != "1.3.0-dev" {
 		t.Errorf("manifest interface %q release %q, want %q 1.3.0-dev", m.Interface, m.HVRelease, want)
 	}
-	x := t.TempDir()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("gzip -dc %s | %s -idm --quiet init etc/xeno/manifest.toml", filepath.Join(out, "dev.initrd"), cpio))
-	cmd.Dir = x
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cpio: %v\n%s", err, b)
-	}
+	x := extractInitrd(t, cpio, filepath.Join(out, "dev.initrd"), "init", "etc/xeno/manifest.toml")
 	ver, err := exec.Command(filepath.Join(x, "init"), "--version").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package build
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,12 +20,7 @@ func TestBuildHost(t *testing.T) {
 	if _, e, err := xeno(t, nil, "", "build", "-o", out, "recipes/host.toml"); err != nil {
 		t.Fatalf("xeno build host: %v\n%s", err, e)
 	}
-	x := t.TempDir()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("gzip -dc %s | %s -idm --quiet", filepath.Join(out, "host.initrd"), cpio))
-	cmd.Dir = x
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cpio: %v\n%s", err, b)
-	}
+	x := extractInitrd(t, cpio, filepath.Join(out, "host.initrd"))
 	for _, p := range []string{"init", "usr/bin/hv", "usr/bin/xl"} {
 		st, err := os.Stat(filepath.Join(x, p))
 		if err != nil || st.Mode().Perm() != 0o755 || st.Size() < 1<<20 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -63,13 +62,7 @@ func BenchmarkVMMOverhead(b *testing.B) {
 	hv := testenv.Bin(b, "hv")
 	qemu := testenv.RequireCmd(b, "qemu-system-x86_64")
 	kernel := guest(b, "serial")
-	pvh, err := filepath.Abs("../guests/serial.pvh.elf")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := os.Stat(pvh); err != nil {
-		b.Fatalf("%v (make test/guests/serial.pvh.elf)", err)
-	}
+	pvh := testenv.Guest(b, "serial.pvh.elf")
 	for i := 0; i < b.N; i++ {
 		var hvExec, hvTimer, qExec []time.Duration
 		for r := 0; r < benchRuns; r++ {
@@ -193,10 +186,7 @@ func BenchmarkRSS(b *testing.B) {
 	testenv.RequireKVM(b)
 	hv := testenv.Bin(b, "hv")
 	qemu := testenv.RequireCmd(b, "qemu-system-x86_64")
-	pvh, _ := filepath.Abs("../guests/powerbutton.pvh.elf")
-	if _, err := os.Stat(pvh); err != nil {
-		b.Fatalf("%v (make test/guests/powerbutton.pvh.elf)", err)
-	}
+	pvh := testenv.Guest(b, "powerbutton.pvh.elf")
 	const memMiB = 256
 	for i := 0; i < b.N; i++ {
 		hvRSS, hvGuest := rssBeyondGuest(b, memMiB, "XTF powerbutton waiting", hv, "--kernel", guest(b, "powerbutton"),

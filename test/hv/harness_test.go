@@ -22,14 +22,7 @@ import (
 // guest returns the path of a built micro-guest.
 func guest(t testing.TB, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "guests", name+".bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s: %v (run `make guests`)", p, err)
-	}
-	return p
+	return testenv.Guest(t, name)
 }
 
 // run is one finished hv process.

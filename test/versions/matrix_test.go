@@ -119,11 +119,7 @@ func setup(t *testing.T) ([]hvBuild, []guestCase) {
 
 func guestKernel(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(root(t), "test/guests/cpuid.bin")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("micro-guest cpuid not built (make guests): %v", err)
-	}
-	return p
+	return testenv.Guest(t, "cpuid")
 }
 
 func writeCfg(t *testing.T, dir, name, iface, kernel string) string {

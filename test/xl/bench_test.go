@@ -67,12 +67,7 @@ func (e *env) benchRun(args ...string) error {
 }
 
 func benchGuest(b *testing.B, name string) string {
-	p := filepath.Join("..", "guests", name+".bin")
-	if _, err := os.Stat(p); err != nil {
-		b.Skipf("micro-guest %s not built (run make guests)", name)
-	}
-	abs, _ := filepath.Abs(p)
-	return abs
+	return testenv.Guest(b, name)
 }
 
 // BenchmarkList50 times `xl list` (and -l) with 50 live domains, each a

@@ -89,15 +89,7 @@ func (e *env) write(name, body string) string {
 // guest returns a built micro-guest, or skips saying which is missing.
 func guest(t *testing.T, name string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "guests", name+".bin")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("XENO_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("micro-guest %s not built (make guests should have built %s)", name, p)
-		}
-		t.Skipf("micro-guest %s not built (run make guests): %v", name, err)
-	}
-	return p
+	return testenv.Guest(t, name)
 }
 
 type listed struct {
@@ -208,6 +200,15 @@ func (e *env) waitFor(what string, timeout time.Duration, f func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitState waits until xl list shows domain name in state (e.g. "---s--").
+func (e *env) waitState(name, state string, timeout time.Duration) {
+	e.t.Helper()
+	e.waitFor(name+" in state "+state, timeout, func() bool {
+		d := e.find(name)
+		return d != nil && d.State == state
+	})
 }
 
 func fakeELF() []byte {
@@ -517,10 +518,7 @@ func TestPreserve(t *testing.T) {
 	k := guest(t, "shutdown")
 	cfg := e.write("p.cfg", fmt.Sprintf("name = \"pv\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=poweroff\"\non_poweroff = \"preserve\"\n", k))
 	e.mustRun("create", cfg)
-	e.waitFor("state s", 30*time.Second, func() bool {
-		d := e.find("pv")
-		return d != nil && d.State == "---s--"
-	})
+	e.waitState("pv", "---s--", 30*time.Second)
 	// Its console is gone with its hv, but the monitor kept the log.
 	if o := e.mustRun("console", "pv"); !strings.Contains(o, "XTF shutdown start") {
 		t.Errorf("console of a preserved domain: %q", o)
@@ -543,10 +541,7 @@ func TestKilledHVIsCrashed(t *testing.T) {
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor("state c", 10*time.Second, func() bool {
-		d := e.find("k9")
-		return d != nil && d.State == "----c-"
-	})
+	e.waitState("k9", "----c-", 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	if d := e.find("k9"); d == nil || d.State != "----c-" {
 		t.Errorf("crashed domain did not stay: %+v", d)
@@ -644,10 +639,7 @@ func TestLifecycleDebian(t *testing.T) {
 		t.Fatalf("xl list: %+v", d)
 	}
 	e.consoleUntil("deb", "xeno-minimal: up", 120*time.Second)
-	e.waitFor("init's poweroff", 120*time.Second, func() bool {
-		d := e.find("deb")
-		return d != nil && d.State == "---s--"
-	})
+	e.waitState("deb", "---s--", 120*time.Second)
 	e.mustRun("destroy", "deb")
 	e.assertClean()
 }
@@ -871,10 +863,7 @@ func TestQuickGuest(t *testing.T) {
 	cfg := e.write("q.cfg", fmt.Sprintf("name = \"q\"\nkernel = %q\nmemory = 32\nextra = \"xtf.how=poweroff\"\non_poweroff = \"preserve\"\n", k))
 	for i := 0; i < 5; i++ {
 		e.mustRun("create", cfg)
-		e.waitFor("state s", 30*time.Second, func() bool {
-			d := e.find("q")
-			return d != nil && d.State == "---s--"
-		})
+		e.waitState("q", "---s--", 30*time.Second)
 		e.mustRun("destroy", "q")
 	}
 	e.assertClean()
