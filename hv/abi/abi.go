@@ -34,6 +34,12 @@ const (
 	CPUIDSignature  = "XenoHVXenoHV"
 	CPUIDFlagDev    = 1 << 0 // the hv is a -dev (volatile) build
 	CPUIDFlagCompat = 1 << 1 // this domain runs in compat mode
+	// CPUIDFlagSyscallFixup asks the xeno guest kernel to finish user-mode
+	// SYSCALLs in its page-fault handler: set only where KVM is the
+	// software kvm_pvm, which delivers them as a #PF at LSTAR
+	// (docs/kvm-notes.md). It says nothing about the interface, so every
+	// interface line may carry it.
+	CPUIDFlagSyscallFixup = 1 << 2
 )
 
 // I/O ports of the xeno devices. They sit in an otherwise unused range

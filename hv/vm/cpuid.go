@@ -24,6 +24,10 @@ const (
 	leaf1ECXXSAVE   = 1 << 26
 	leaf1ECXOSXSAVE = 1 << 27
 	leaf7EBXSMAP    = 1 << 20 // clac/stac
+	// leaf1ECXHypervisor is not in KVM_GET_SUPPORTED_CPUID: the VMM sets
+	// it. Without it Linux looks for no hypervisor leaves at all, so it
+	// finds neither KVM's (no kvmclock) nor xeno's.
+	leaf1ECXHypervisor = 1 << 31
 )
 
 // cpuidConfig is what the CPUID table presents.
@@ -44,6 +48,7 @@ func filterCPUID(sup []kvm.CPUIDEntry, cfg cpuidConfig, apicID uint32) []kvm.CPU
 		switch e.Function {
 		case 1:
 			e.EBX = e.EBX&0x00ffffff | apicID<<24
+			e.ECX |= leaf1ECXHypervisor
 			if cfg.maskPVM {
 				// The software KVM's emulator rejects lock cmpxchg16b
 				// (Linux's SLUB and percpu use it when cx16 is set),
@@ -78,6 +83,9 @@ func filterCPUID(sup []kvm.CPUIDEntry, cfg cpuidConfig, apicID uint32) []kvm.CPU
 	if cfg.compat {
 		flags |= abi.CPUIDFlagCompat
 	}
+	if cfg.maskPVM {
+		flags |= abi.CPUIDFlagSyscallFixup
+	}
 	ver := kvm.CPUIDEntry{Function: abi.CPUIDXenoVer,
 		EAX: uint32(r.Major)<<16 | uint32(r.Minor), EBX: uint32(r.Patch), ECX: flags, EDX: cfg.admitted.Word()}
 	return append(out, base, ver)
@@ -91,6 +99,9 @@ func entryFlags(cfg cpuidConfig) uint64 {
 	}
 	if cfg.compat {
 		f |= abi.CPUIDFlagCompat
+	}
+	if cfg.maskPVM {
+		f |= abi.CPUIDFlagSyscallFixup
 	}
 	return f
 }

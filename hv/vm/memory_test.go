@@ -115,7 +115,7 @@ func TestFilterCPUID(t *testing.T) {
 		}
 		got[e.Function] = e
 	}
-	if e := got[1]; e.ECX != 1 || e.EBX>>24 != 3 || e.EBX&0xffffff != 0x000800 {
+	if e := got[1]; e.ECX != 1|leaf1ECXHypervisor || e.EBX>>24 != 3 || e.EBX&0xffffff != 0x000800 {
 		t.Errorf("leaf 1: %+v", e)
 	}
 	if got[7].EBX != 1 {
@@ -128,17 +128,23 @@ func TestFilterCPUID(t *testing.T) {
 		t.Errorf("KVM signature leaf lost")
 	}
 	v := got[abi.CPUIDXenoVer]
-	if v.EAX != 1<<16|3 || v.EBX != 4 || v.ECX != abi.CPUIDFlagDev|abi.CPUIDFlagCompat || v.EDX != 1<<16|1 {
+	if v.EAX != 1<<16|3 || v.EBX != 4 || v.ECX != abi.CPUIDFlagDev|abi.CPUIDFlagCompat|abi.CPUIDFlagSyscallFixup || v.EDX != 1<<16|1 {
 		t.Errorf("leaf 0x40000101: %+v", v)
 	}
 	if got[abi.CPUIDXenoBase].EAX != abi.CPUIDXenoMax {
 		t.Errorf("leaf 0x40000100: %+v", got[abi.CPUIDXenoBase])
 	}
-	// On hardware KVM nothing is hidden.
+	// On hardware KVM nothing is hidden, and no work-around is asked for.
 	cfg.maskPVM = false
 	for _, e := range filterCPUID(sup, cfg, 0) {
-		if e.Function == 1 && e.ECX != sup[0].ECX {
+		if e.Function == 1 && e.ECX != sup[0].ECX|leaf1ECXHypervisor {
 			t.Errorf("leaf 1 masked on hardware KVM: %#x", e.ECX)
 		}
+		if e.Function == abi.CPUIDXenoVer && e.ECX&abi.CPUIDFlagSyscallFixup != 0 {
+			t.Errorf("syscall fix-up asked for on hardware KVM: ECX %#x", e.ECX)
+		}
+	}
+	if entryFlags(cfg)&abi.CPUIDFlagSyscallFixup != 0 {
+		t.Errorf("syscall fix-up in R10 on hardware KVM")
 	}
 }

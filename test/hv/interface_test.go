@@ -8,6 +8,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/vm"
 )
 
 // cpuidReport is what the cpuid guest saw.
@@ -100,6 +101,9 @@ func checkPresented(t *testing.T, rep cpuidReport, build abi.Build, admitted abi
 	}
 	if compat {
 		flags |= abi.CPUIDFlagCompat
+	}
+	if vm.SoftwareKVM() {
+		flags |= abi.CPUIDFlagSyscallFixup
 	}
 	want := map[string]string{
 		"eax": fmt.Sprintf("%08x", r.Major<<16|r.Minor),
