@@ -225,3 +225,38 @@ func checkELF(b []byte) error {
 	}
 	return nil
 }
+
+// DecompressInitrd returns an initramfs that starts with gzip or zstd
+// magic decompressed (every member or frame, as the kernel would), and any
+// other initramfs unchanged; ok says which. The output is bounded by
+// limit. Where kernel mode is emulated (kvm_pvm) the kernel's own gunzip
+// of a 1 MB initramfs took about 170 s, and Go does it in milliseconds.
+func DecompressInitrd(b []byte, limit int64) (out []byte, ok bool, err error) {
+	var r io.Reader
+	switch DetectCompression(b) {
+	case Gzip:
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, false, fmt.Errorf("gzip initramfs: %w", err)
+		}
+		r = zr
+	case Zstd:
+		zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderMaxMemory(uint64(limit)), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, false, fmt.Errorf("zstd initramfs: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return b, false, nil
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(int64(len(b))*4, limit)))
+	n, err := io.Copy(buf, io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("%s initramfs: %w", DetectCompression(b), err)
+	}
+	if n > limit {
+		return nil, false, fmt.Errorf("%s initramfs: decompresses to more than %d bytes", DetectCompression(b), limit)
+	}
+	return buf.Bytes(), true, nil
+}

@@ -116,6 +116,15 @@ type Kernel struct {
 	// ModulesSHA256 is the hash of modules.sha256, the manifest of every
 	// file under modules/ with its own hash.
 	ModulesSHA256 string `json:"modules_sha256,omitempty"`
+	// For a kernel built by Build: the linux-source package=version, the
+	// interface it is built for, the build key (a hash of everything
+	// below and of the interface and epoch), the compiler and linker, and
+	// every input file with its hash.
+	Source    string       `json:"source,omitempty"`
+	Interface string       `json:"interface,omitempty"`
+	BuildKey  string       `json:"build_key,omitempty"`
+	Toolchain string       `json:"toolchain,omitempty"`
+	Inputs    []BuildInput `json:"inputs,omitempty"`
 
 	dir string
 }

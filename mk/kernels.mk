@@ -4,6 +4,17 @@
 # bench-kernels); kmod's modinfo checks ModuleClosure's dependencies; QEMU
 # boots the vmlinux we decompress through its PVH note.
 DEB_PKGS += apt lz4 zstd xz-utils kmod qemu-system-x86
+# The xeno guest kernel is built from Debian's linux-source with these
+# (docs/kernels.md): Kbuild's own tools, objtool's libelf, patch(1) for
+# kernels/patches, tar+xz to unpack the source.
+DEB_PKGS += make gcc flex bison bc libelf-dev libssl-dev patch tar xz-utils
+
+# The xeno guest kernel of recipes/minimal.toml, built once per machine
+# into the kernel store (keyed by its inputs; a rebuild is a cache hit).
+TEST_PREREQS += kernel
+.PHONY: kernel
+kernel: bin/xeno
+	bin/xeno kernel build recipes/minimal.toml
 
 BENCH_TARGETS += bench-kernels
 .PHONY: bench-kernels

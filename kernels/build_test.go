@@ -1,0 +1,95 @@
+package kernels
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestParseFragment(t *testing.T) {
+	frag := "# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\n"
+	got, err := parseFragment("f.config", []byte(frag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []fragmentLine{{"CONFIG_A", "y", 3}, {"CONFIG_B", "n", 4}, {"CONFIG_C", `"x y"`, 5}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	_, err = parseFragment("f.config", []byte("CONFIG_A=y\nA=y\n"))
+	if err == nil || !strings.Contains(err.Error(), "f.config:2:") {
+		t.Errorf("a bad line is not reported at its line: %v", err)
+	}
+}
+
+// A patch that does not apply names the patch, the file and the hunk.
+func TestApplyPatchReportsHunk(t *testing.T) {
+	if _, err := exec.LookPath("patch"); err != nil {
+		t.Skip("no patch(1): make deps installs it")
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f.c"), []byte("one\ntwo\nthree\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
+	bad := "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n one\n-zwei\n+ZWEI\n three\n"
+	dir := t.TempDir()
+	gp, bp := filepath.Join(dir, "0001-good.patch"), filepath.Join(dir, "0002-bad.patch")
+	os.WriteFile(gp, []byte(good), 0o644)
+	os.WriteFile(bp, []byte(bad), 0o644)
+	if err := applyPatch(context.Background(), src, gp); err != nil {
+		t.Fatalf("good patch: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(src, "f.c")); string(b) != "one\nTWO\nthree\n" {
+		t.Fatalf("good patch gave %q", b)
+	}
+	err := applyPatch(context.Background(), src, bp)
+	if !errors.Is(err, ErrPatch) || !strings.Contains(err.Error(), "0002-bad.patch") || !strings.Contains(err.Error(), "f.c hunk #1") {
+		t.Errorf("bad patch: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(src, "f.c")); string(b) != "one\nTWO\nthree\n" {
+		t.Errorf("a failed patch changed the file: %q", b)
+	}
+}
+
+func TestDecompressInitrd(t *testing.T) {
+	cpio := bytes.Repeat([]byte("070701 xeno initramfs "), 1000)
+	var gz bytes.Buffer
+	// Two members, as when initramfs images are concatenated.
+	for _, part := range [][]byte{cpio[:5000], cpio[5000:]} {
+		w := gzip.NewWriter(&gz)
+		w.Write(part)
+		w.Close()
+	}
+	zw, _ := zstd.NewWriter(nil)
+	zs := zw.EncodeAll(cpio, nil)
+	for name, in := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zs} {
+		out, ok, err := DecompressInitrd(in, 1<<20)
+		if err != nil || !ok || !bytes.Equal(out, cpio) {
+			t.Errorf("%s: ok=%v err=%v, %d bytes, want %d", name, ok, err, len(out), len(cpio))
+		}
+		if _, _, err := DecompressInitrd(in, 1000); err == nil {
+			t.Errorf("%s: no error past the bound: %v", name, err)
+		}
+	}
+	out, ok, err := DecompressInitrd(cpio, 1<<20)
+	if err != nil || ok || !bytes.Equal(out, cpio) {
+		t.Errorf("plain cpio: ok=%v err=%v", ok, err)
+	}
+	if _, _, err := DecompressInitrd(gz.Bytes()[:100], 1<<20); err == nil {
+		t.Errorf("truncated gzip accepted")
+	}
+}
