@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/initd"
 	"github.com/xeno-hv/xeno/kernels"
@@ -287,7 +289,8 @@ func (b *build) add(p string, f images.File) {
 }
 
 // kernel fetches the pinned kernel into the kernel store and checks that
-// it came from the .deb the recipe pins.
+// it came from the .deb the recipe pins, or builds it from the pinned
+// linux-source for the recipe's interface.
 func (b *build) kernel() (*kernels.Kernel, error) {
 	r := b.r
 	store, err := kernels.Open(b.o.CacheDir)
@@ -296,8 +299,11 @@ func (b *build) kernel() (*kernels.Kernel, error) {
 	}
 	// Fetching through debs first verifies the .deb against the pin before
 	// the store unpacks anything from it.
-	if _, _, err := debs.Fetch(b.o.CacheDir, r.Kernel.Package, r.Kernel.Version, r.Kernel.SHA256); err != nil {
+	if _, _, err := debs.Fetch(b.o.CacheDir, r.Kernel.Name(), r.Kernel.Version, r.Kernel.SHA256); err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.sha256"), err)
+	}
+	if r.Kernel.Source != "" {
+		return b.buildKernel(store)
 	}
 	k, err := store.Fetch(r.Kernel.Package, r.Kernel.Version)
 	if err != nil {
@@ -309,6 +315,62 @@ func (b *build) kernel() (*kernels.Kernel, error) {
 	b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
 	b.o.logf("build: kernel %s (%s=%s), bzImage sha256 %s", k.Release, k.Package, k.Version, k.SHA256)
 	return k, nil
+}
+
+// buildKernel builds (or finds in the store) the recipe's kernel from
+// source, for the interface the recipe's guest is pinned to.
+func (b *build) buildKernel(store *kernels.Store) (*kernels.Kernel, error) {
+	r, t := b.r, b.t
+	spec, err := KernelSpec(r, t.root, t.iface)
+	if err != nil {
+		return nil, err
+	}
+	last := int64(-1)
+	store.Progress = func(what string, done, total int64) {
+		if total == 0 {
+			b.o.logf("build: kernel: %s", what)
+			return
+		}
+		// Ten lines over a cold build, none for a cached one.
+		if pct := done * 10 / total; pct != last {
+			last = pct
+			b.o.logf("build: kernel: %s: %d%%", what, pct*10)
+		}
+	}
+	k, err := store.Build(context.Background(), spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.source"), err)
+	}
+	for _, in := range k.Inputs {
+		b.inputs = append(b.inputs, ManifestInput{Kind: "kernel-input", Name: in.Name, SHA256: in.SHA256})
+	}
+	b.o.logf("build: kernel %s (built from %s for interface %s), bzImage sha256 %s", k.Release, k.Source, k.Interface, k.SHA256)
+	return k, nil
+}
+
+// KernelSpec is the kernel build a recipe with kernel.source asks for:
+// its config and patches from the source tree at root, built for the
+// interface iface.
+func KernelSpec(r *recipes.Recipe, root string, iface abi.Interface) (kernels.BuildSpec, error) {
+	spec := kernels.BuildSpec{
+		Source: r.Kernel.Source, SourceVersion: r.Kernel.Version, SourceSHA256: r.Kernel.SHA256,
+		Config:    filepath.Join(root, filepath.FromSlash(r.Kernel.Config)),
+		Interface: iface.Short(), BuildID: iface.BuildID, Epoch: r.Epoch,
+	}
+	if r.Kernel.Patches != "" {
+		p, err := kernels.SortedPatches(filepath.Join(root, filepath.FromSlash(r.Kernel.Patches)))
+		if err != nil {
+			return spec, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.patches"), err)
+		}
+		if len(p) == 0 {
+			return spec, fmt.Errorf("%s:%d: no *.patch in %s", r.Path, r.Line("kernel.patches"), r.Kernel.Patches)
+		}
+		spec.Patches = p
+	}
+	if _, err := os.Stat(spec.Config); err != nil {
+		return spec, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.config"), err)
+	}
+	return spec, nil
 }
 
 // packages fetches every [[packages]] entry and takes its paths.
@@ -586,4 +648,55 @@ func cachedNote(c bool) string {
 		return ", cached"
 	}
 	return ""
+}
+
+// KernelOptions are what `xeno kernel build` adds to Options.
+type KernelOptions struct {
+	// Interface overrides the recipe's: build the kernel for it.
+	Interface string
+	// WorkDir makes a cold build in that directory, outside the store.
+	WorkDir string
+	Jobs    int
+	// Progress hears the store's steps (see kernels.Store.Progress).
+	Progress func(what string, done, total int64)
+}
+
+// BuildKernel builds the kernel of a recipe with kernel.source, as
+// `xeno build` would, and returns it without building any image.
+func BuildKernel(ctx context.Context, o Options, ko KernelOptions) (*kernels.Kernel, error) {
+	t, err := resolve(o)
+	if err != nil {
+		return nil, err
+	}
+	r := t.recipe
+	if r.Kernel.Source == "" {
+		return nil, fmt.Errorf("%s:%d: the recipe boots the prebuilt %s; kernel build needs kernel.source", r.Path, r.Line("kernel"), r.Kernel.Package)
+	}
+	iface := t.iface
+	if ko.Interface != "" {
+		if iface, err = abi.ParseInterface(ko.Interface); err != nil {
+			return nil, fmt.Errorf("--interface: %w", err)
+		}
+		if iface.Dev && iface.BuildID == "" {
+			iface.BuildID = t.build.BuildID
+		}
+	}
+	spec, err := KernelSpec(r, t.root, iface)
+	if err != nil {
+		return nil, err
+	}
+	spec.WorkDir, spec.Jobs = ko.WorkDir, ko.Jobs
+	if o.Log != nil && !o.Progress {
+		spec.Log = o.Log
+	}
+	store, err := kernels.Open(o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	store.Progress = ko.Progress
+	k, err := store.Build(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.source"), err)
+	}
+	return k, nil
 }

@@ -53,13 +53,29 @@ type HV struct {
 	Release string `toml:"release"`
 }
 
-// Kernel is the Debian linux-image package to boot, pinned by version and
-// the .deb's sha256.
+// Kernel is the kernel to boot, pinned by version and the .deb's sha256:
+// either a Debian linux-image package (Package), or a kernel built from a
+// Debian linux-source package (Source) with a config fragment and a patch
+// series from the xeno source tree, for the recipe's interface.
 type Kernel struct {
 	Package string `toml:"package"`
+	Source  string `toml:"source"`
 	Version string `toml:"version"`
 	SHA256  string `toml:"sha256"`
+	// Config and Patches are paths in the xeno source tree (the module
+	// root, as [[go]] packages are): a Kconfig fragment, and a directory
+	// whose *.patch files apply in name order.
+	Config  string `toml:"config"`
+	Patches string `toml:"patches"`
 	Cmdline string `toml:"cmdline"`
+}
+
+// Name is the pinned Debian package: the linux-image or the linux-source.
+func (k Kernel) Name() string {
+	if k.Source != "" {
+		return k.Source
+	}
+	return k.Package
 }
 
 // Package is a Debian package to take files from.
@@ -277,14 +293,37 @@ func (r *Recipe) validate() error {
 		return r.Errorf("hv.release", "%v", err)
 	}
 	k := r.Kernel
-	if k.Package == "" {
-		return r.Errorf("kernel.package", "missing required key kernel.package")
+	switch {
+	case k.Package == "" && k.Source == "":
+		return r.Errorf("kernel", "missing required key kernel.package (a linux-image-* package) or kernel.source (a linux-source-* package to build)")
+	case k.Package != "" && k.Source != "":
+		return r.Errorf("kernel.source", "kernel.package and kernel.source both given: boot a Debian kernel or build one, not both")
 	}
-	if err := checkDeb("kernel", k.Package, k.Version, k.SHA256, r); err != nil {
+	if err := checkDeb("kernel", k.Name(), k.Version, k.SHA256, r); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(k.Package, "linux-image-") {
+	if k.Package != "" && !strings.HasPrefix(k.Package, "linux-image-") {
 		return r.Errorf("kernel.package", "kernel package %q is not a linux-image-* package", k.Package)
+	}
+	if k.Package != "" && (k.Config != "" || k.Patches != "") {
+		key := "kernel.config"
+		if k.Config == "" {
+			key = "kernel.patches"
+		}
+		return r.Errorf(key, "%s is for a kernel built from kernel.source, not for the prebuilt %s", key, k.Package)
+	}
+	if k.Source != "" {
+		if !strings.HasPrefix(k.Source, "linux-source-") {
+			return r.Errorf("kernel.source", "kernel source %q is not a linux-source-* package", k.Source)
+		}
+		if k.Config == "" {
+			return r.Errorf("kernel.source", "missing required key kernel.config: the config fragment to build %s with", k.Source)
+		}
+		for _, f := range []struct{ key, p string }{{"kernel.config", k.Config}, {"kernel.patches", k.Patches}} {
+			if f.p != "" && (path.IsAbs(f.p) || path.Clean(f.p) != f.p || f.p == ".." || strings.HasPrefix(f.p, "../")) {
+				return r.Errorf(f.key, "%q: want a clean path inside the xeno source tree, like kernels/configs/xeno.config", f.p)
+			}
+		}
 	}
 	if len(k.Cmdline) > 2048 {
 		return r.Errorf("kernel.cmdline", "cmdline is %d bytes, the boot protocol allows 2047", len(k.Cmdline))
@@ -292,7 +331,7 @@ func (r *Recipe) validate() error {
 	if len(r.Packages) > maxPackages {
 		return r.Errorf("packages", "%d packages, at most %d", len(r.Packages), maxPackages)
 	}
-	seen := map[string]bool{k.Package: true}
+	seen := map[string]bool{k.Name(): true}
 	roles := map[string]bool{}
 	for i, p := range r.Packages {
 		key := fmt.Sprintf("packages.%d", i)
@@ -388,6 +427,9 @@ func (r *Recipe) validate() error {
 	}
 	if len(r.Initramfs.Modules) > maxModules {
 		return r.Errorf("initramfs.modules", "%d modules, at most %d", len(r.Initramfs.Modules), maxModules)
+	}
+	if r.Kernel.Source != "" && len(r.Initramfs.Modules) > 0 {
+		return r.Errorf("initramfs.modules", "a kernel built from kernel.source has its drivers built in and no modules; drop initramfs.modules or set the options in kernel.config")
 	}
 	for _, m := range r.Initramfs.Modules {
 		if !moduleRE.MatchString(m) {
@@ -511,7 +553,7 @@ func (p HVPin) String() string {
 // Debs lists every Debian input: the kernel first, then [[packages]] in
 // recipe order.
 func (r *Recipe) Debs() []Deb {
-	out := []Deb{{Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: r.Kernel.SHA256, Key: "kernel"}}
+	out := []Deb{{Name: r.Kernel.Name(), Version: r.Kernel.Version, SHA256: r.Kernel.SHA256, Key: "kernel"}}
 	for i, p := range r.Packages {
 		out = append(out, Deb{Name: p.Name, Version: p.Version, SHA256: p.SHA256, Key: fmt.Sprintf("packages.%d", i)})
 	}

@@ -11,13 +11,17 @@ import (
 )
 
 func TestShippedRecipesParse(t *testing.T) {
-	for _, f := range []string{"minimal.toml", "host.toml"} {
+	for f, kernel := range map[string]string{
+		"minimal.toml":      "linux-source-6.1", // the xeno guest kernel, built
+		"debian-cloud.toml": "linux-image-6.1.0-56-cloud-amd64-unsigned",
+		"host.toml":         "linux-image-6.1.0-56-cloud-amd64-unsigned",
+	} {
 		r, err := LoadFile(f)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		if r.Kernel.Package != "linux-image-6.1.0-56-cloud-amd64-unsigned" || r.Kernel.Version != "6.1.192-2" {
-			t.Errorf("%s: kernel %s=%s", f, r.Kernel.Package, r.Kernel.Version)
+		if r.Kernel.Name() != kernel || r.Kernel.Version != "6.1.192-2" {
+			t.Errorf("%s: kernel %s=%s, want %s", f, r.Kernel.Name(), r.Kernel.Version, kernel)
 		}
 		if len(r.Debs()) != 1+len(r.Packages) {
 			t.Errorf("%s: Debs() = %d entries", f, len(r.Debs()))
@@ -85,6 +89,11 @@ func TestBadRecipes(t *testing.T) {
 		{"syntax error", `seed = "s"`, `seed = "s`, 3, ""},
 		{"duplicate package", `name = "other"`, `name = "busybox-static"`, 20, "listed twice"},
 		{"bad interface", `seed = "s"`, "seed = \"s\"\ninterface = \"7.7\"", 4, "not in the interface table"},
+		{"kernel package and source", `package = "linux-image-x"`, "package = \"linux-image-x\"\nsource = \"linux-source-6.1\"", 10, "both given"},
+		{"source without config", `package = "linux-image-x"`, `source = "linux-source-6.1"`, 9, "missing required key kernel.config"},
+		{"source not linux-source", `package = "linux-image-x"`, "source = \"linux-image-x\"\nconfig = \"k.config\"", 9, "not a linux-source-* package"},
+		{"config escapes the tree", `package = "linux-image-x"`, "source = \"linux-source-6.1\"\nconfig = \"../../etc/k.config\"", 10, "inside the xeno source tree"},
+		{"config for a prebuilt kernel", `package = "linux-image-x"`, "package = \"linux-image-x\"\nconfig = \"k.config\"", 10, "for a kernel built from kernel.source"},
 		{"bad boot role", `paths = ["/usr/bin/x"]`, "paths = [\"/usr/bin/x\"]\nboot.grub = \"/x\"", 24, "unknown boot role"},
 	}
 	for _, c := range cases {
@@ -111,6 +120,15 @@ func TestBadRecipes(t *testing.T) {
 	}
 	if _, err := Parse("r.toml", []byte(base)); err != nil {
 		t.Fatalf("base recipe refused: %v", err)
+	}
+	// A built kernel has no modules to put in the initramfs.
+	src := strings.Replace(base, `package = "linux-image-x"`, "source = \"linux-source-6.1\"\nconfig = \"k.config\"", 1)
+	if _, err := Parse("r.toml", []byte(src)); err != nil {
+		t.Fatalf("kernel.source recipe refused: %v", err)
+	}
+	src = strings.Replace(src, "[[outputs]]", "[initramfs]\nmodules = [\"virtio_blk\"]\n\n[[outputs]]", 1)
+	if _, err := Parse("r.toml", []byte(src)); err == nil || !strings.Contains(err.Error(), "r.toml:27:") || !strings.Contains(err.Error(), "no modules") {
+		t.Errorf("modules with kernel.source: %v", err)
 	}
 }
 

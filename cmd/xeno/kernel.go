@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,14 +11,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/xeno-hv/xeno/builder"
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/kernels"
 )
@@ -25,6 +29,10 @@ import (
 const kernelUsage = `usage: xeno kernel COMMAND [ARGS]
 
   fetch PACKAGE[=VERSION]     apt-get download a linux-image package and import it
+  build RECIPE [--interface I] [--workdir DIR] [-j N]
+                              build the recipe's kernel.source kernel into the store
+                              (a cache hit when built before); --workdir builds cold
+                              in DIR outside the store, for comparing bytes
   import FILE                 import a linux-image .deb or a bare bzImage
   list [--json]               list the stored kernels
   inspect NAME|FILE [--json]  show a kernel's boot header, payload, Xen notes and config
@@ -42,7 +50,7 @@ func kernelCmd(args []string) error {
 		return errors.New("kernel: missing command")
 	}
 	cmds := map[string]func([]string) error{
-		"fetch": kernelFetch, "import": kernelImport, "list": kernelList, "inspect": kernelInspect,
+		"fetch": kernelFetch, "build": kernelBuild, "import": kernelImport, "list": kernelList, "inspect": kernelInspect,
 		"verify": kernelVerify, "modules": kernelModules,
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -106,6 +114,37 @@ func kernelFetch(args []string) error {
 	return nil
 }
 
+func kernelBuild(args []string) error {
+	o := builder.Options{Log: os.Stderr}
+	var ko builder.KernelOptions
+	fs := builderFlags("kernel build", &o)
+	fs.StringVar(&ko.Interface, "interface", "", "build for this interface instead of the recipe's (e.g. 1.3-dev)")
+	fs.StringVar(&ko.WorkDir, "workdir", "", "build cold in this directory, outside the store, and leave the result in DIR/out")
+	fs.IntVar(&ko.Jobs, "j", 0, "make jobs (default: CPUs + 1)")
+	verbose := fs.Bool("v", false, "show make's output")
+	r, err := parseRecipeArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	o.Recipe = r
+	o.Progress = !*verbose
+	ko.Progress = progress()
+	// Ctrl-C stops make and its compilers; nothing is left under a final
+	// name, because the store takes a kernel in by rename.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	k, err := builder.BuildKernel(ctx, o, ko)
+	if err != nil {
+		return err
+	}
+	where := "stored"
+	if ko.WorkDir != "" {
+		where = "built in " + k.Dir() + ":"
+	}
+	fmt.Printf("%s %s (built from %s for interface %s) sha256 %s\n", where, k.Release, k.Source, k.Interface, k.SHA256)
+	return nil
+}
+
 func kernelImport(args []string) error {
 	var cache string
 	fs := kernelFlags("import", &cache)
@@ -152,7 +191,7 @@ func progress() func(what string, done, total int64) {
 				fmt.Fprintf(os.Stderr, "xeno: %s\n", what)
 			} else {
 				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
-					progressbar.OptionSetDescription(what), progressbar.OptionShowBytes(true),
+					progressbar.OptionSetDescription(what), progressbar.OptionShowBytes(!strings.HasPrefix(what, "make")), progressbar.OptionShowCount(),
 					progressbar.OptionClearOnFinish())
 			}
 		}
