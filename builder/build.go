@@ -71,7 +71,7 @@ type ManifestOutput struct {
 
 // ManifestInput is one input of the build.
 type ManifestInput struct {
-	Kind    string `toml:"kind"` // deb, go, file
+	Kind    string `toml:"kind"` // deb, go, file, kernel-input
 	Name    string `toml:"name"`
 	Version string `toml:"version,omitempty"`
 	SHA256  string `toml:"sha256"`

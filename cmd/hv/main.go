@@ -192,7 +192,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	e := v.Run()
-	fmt.Fprintf(stderr, "hv: domain ended: %s\n", e.Reason)
+	fmt.Fprintf(stderr, "hv: domain ended: %s after %.3f s\n", e.Reason, time.Since(start).Seconds())
 	return exit(e)
 }
 

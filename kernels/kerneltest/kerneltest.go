@@ -1,11 +1,18 @@
-// Package kerneltest gives tests real Debian kernels from the default
-// kernel store, fetching them with apt the first time.
+// Package kerneltest gives tests real kernels from the default kernel
+// store: Debian's, fetched with apt the first time, and the xeno guest
+// kernel, built the first time.
 package kerneltest
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
+	"github.com/xeno-hv/xeno/builder"
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/kernels"
 )
@@ -46,5 +53,31 @@ func Kernel(t testing.TB, pkg, version string) *kernels.Kernel {
 	if err != nil {
 		t.Fatalf("kerneltest: %v", err)
 	}
+	return k
+}
+
+// Xeno returns the xeno guest kernel of recipes/minimal.toml built for
+// iface ("" for the recipe's own interface), from the default store: a
+// cache hit after `make kernel`, else a build of minutes (about 30 s for
+// another interface once the tree is kept). It needs a stamped test
+// binary (make test), so that the interface is the tree's.
+func Xeno(t testing.TB, iface string) *kernels.Kernel {
+	t.Helper()
+	if os.Getenv("XENO_BIN") == "" {
+		t.Skip("XENO_BIN is not set; run `make test`, which builds the xeno kernel first")
+	}
+	if testing.Short() {
+		t.Skip("-short: the xeno kernel takes minutes to build on a fresh machine")
+	}
+	_, self, _, _ := runtime.Caller(0)
+	recipe := filepath.Join(filepath.Dir(self), "..", "..", "recipes", "minimal.toml")
+	start := time.Now()
+	k, err := builder.BuildKernel(context.Background(),
+		builder.Options{Recipe: recipe, CacheDir: kernels.DefaultCacheDir()},
+		builder.KernelOptions{Interface: iface})
+	if err != nil {
+		t.Fatalf("kerneltest: %v", err)
+	}
+	t.Logf("xeno kernel %s for interface %s (sha256 %.12s) in %v", k.Release, k.Interface, k.SHA256, time.Since(start).Round(time.Second))
 	return k
 }

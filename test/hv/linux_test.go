@@ -12,6 +12,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/kvmlab"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
@@ -145,19 +146,76 @@ func TestLinuxFullBoot(t *testing.T) {
 	}
 }
 
-// TestLinuxSoak boots to init and powers off XENO_SOAK times (make soak).
+// TestLinuxSoak boots the xeno guest kernel to init and powers off N
+// times in a row, with no flake allowed: N is XENO_SOAK (make soak sets
+// 10), else 2. Without /dev/kvm it runs in the nested lab.
 func TestLinuxSoak(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XENO_SOAK"))
 	if n <= 0 {
-		t.Skip("set XENO_SOAK=N (make soak) to boot Linux N times")
+		n = 2
 	}
-	testenv.RequireHardwareKVM(t)
-	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
-	initrd := busyboxInitramfs(t, "poweroff -f")
+	why := kvmlab.Need(t)
+	k := kerneltest.Xeno(t, "")
+	initrd := kvmlab.BusyboxInitramfs(t, "echo XENO-INIT-REACHED\npoweroff -f\n")
+	var boots []kvmlab.Boot
 	for i := 0; i < n; i++ {
-		r := runHVLong(t, 120*time.Second, "--kernel", k.BzImagePath(), "--initrd", initrd,
-			"--memory", "256", "--vcpus", "2", "--cmdline", "console=ttyS0 panic=-1")
-		expectEnd(t, r, control.ReasonPoweroff)
-		t.Logf("boot %d: %v", i+1, r.elapsed)
+		boots = append(boots, kvmlab.Boot{Name: strconv.Itoa(i + 1), Kernel: k.BzImagePath(), Initrd: initrd,
+			Cmdline: "console=ttyS0 panic=-1", Args: []string{"--memory", "256", "--vcpus", "2"}})
+	}
+	runs := kvmlab.BootAll(t, why, boots)
+	for _, b := range boots {
+		r := runs[b.Name]
+		if r.Exit != 0 || !strings.Contains(r.Output, "XENO-INIT-REACHED") {
+			t.Errorf("boot %s of %d: hv exit %d\n%s", b.Name, n, r.Exit, r.Output)
+		}
+	}
+}
+
+// TestXenoLinuxFullBoot boots the xeno guest kernel to a busybox /init
+// with 1 and 2 vCPUs, through both boot paths (bzImage 64-bit entry and
+// the ELF decompressed in Go), and lets init power off or reboot: the
+// hv's exit code must say which, and /proc/cpuinfo must count the vCPUs.
+// It runs on any KVM; without /dev/kvm, in the nested lab.
+func TestXenoLinuxFullBoot(t *testing.T) {
+	why := kvmlab.Need(t)
+	k := kerneltest.Xeno(t, "")
+	var boots []kvmlab.Boot
+	type want struct {
+		code, cpus int
+	}
+	wants := map[string]want{}
+	for _, c := range []struct {
+		cmd, cmdline string
+		code         int
+	}{
+		{"poweroff -f", "", 0},
+		{"reboot -f", "reboot=k", 10},
+	} {
+		initrd := kvmlab.BusyboxInitramfs(t, "mkdir -p /proc\nmount -t proc proc /proc\necho XENO-INIT-REACHED cpus=$(grep -c ^processor /proc/cpuinfo)\n"+c.cmd+"\n")
+		for _, boot := range []string{"bzimage", "elf"} {
+			for _, cpus := range []int{1, 2} {
+				name := fmt.Sprintf("%s/%s/%dcpu", boot, strings.Fields(c.cmd)[0], cpus)
+				boots = append(boots, kvmlab.Boot{Name: name, Kernel: k.BzImagePath(), Initrd: initrd,
+					Cmdline: strings.TrimSpace("console=ttyS0 panic=-1 " + c.cmdline),
+					Args:    []string{"--memory", "256", "--vcpus", strconv.Itoa(cpus), "--boot", boot}})
+				wants[name] = want{c.code, cpus}
+			}
+		}
+	}
+	runs := kvmlab.BootAll(t, why, boots)
+	for _, b := range boots {
+		r, w := runs[b.Name], wants[b.Name]
+		if r.Exit != w.code {
+			t.Errorf("%s: hv exit %d, want %d", b.Name, r.Exit, w.code)
+		}
+		if !strings.Contains(r.Output, fmt.Sprintf("XENO-INIT-REACHED cpus=%d", w.cpus)) {
+			t.Errorf("%s: init did not report %d CPUs", b.Name, w.cpus)
+		}
+		if m := regexp.MustCompile(`hv: domain ended: \S+ after ([0-9.]+) s`).FindStringSubmatch(r.Output); m != nil {
+			t.Logf("%s: %s s", b.Name, m[1])
+		}
+		if t.Failed() {
+			t.Logf("%s console:\n%s", b.Name, r.Output)
+		}
 	}
 }
