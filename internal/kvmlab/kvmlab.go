@@ -118,7 +118,7 @@ func Run(t testing.TB, spec Spec) *Result {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err = cmd.Run()
-	res := &Result{Console: strings.ReplaceAll(out.String(), "\r\n", "\n"), Exit: -1, Elapsed: time.Since(start)}
+	res := &Result{Console: strings.ReplaceAll(out.String(), "\r", ""), Exit: -1, Elapsed: time.Since(start)}
 	if ctx.Err() != nil {
 		t.Fatalf("kvmlab: no end after %v; console:\n%s", spec.Timeout, tail(res.Console, 60))
 	}
