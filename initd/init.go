@@ -56,6 +56,19 @@ func Main() {
 	}
 	fmt.Fprintf(out, "xeno-init: pinned guest interface %s\n", pinned)
 
+	sys, haveSys, serr := ReadSysHypervisor("/")
+	switch {
+	case serr != nil:
+		fmt.Fprintf(out, "xeno-init: %v\n", serr)
+	case haveSys:
+		compat := ""
+		if sys.Compat {
+			compat = " compat"
+		}
+		fmt.Fprintf(out, "xeno-init: /sys/hypervisor: xeno %s build %.12s, admitted as %s%s; the kernel is built for %s\n",
+			sys.Release, sys.BuildID, sys.Admitted, compat, sys.GuestInterface)
+	}
+
 	var info HVInfo
 	haveInfo := false
 	if perr != nil {
@@ -68,6 +81,11 @@ func Main() {
 		haveInfo = true
 		fmt.Fprintf(out, "xeno-init: hv release %s build %s changeset %s caps %q admitted %q\n",
 			info.Release, info.BuildID, info.Changeset, info.Caps, info.Admitted)
+		if haveSys {
+			if err := sys.CheckAgainst(info); err != nil {
+				fmt.Fprintf(out, "xeno-init: warning: %v\n", err)
+			}
+		}
 		d, err := Decide(pinned, info)
 		if err != nil {
 			d = abi.Decision{Verdict: abi.Refuse, Rule: "bad-hv-release", Reason: err.Error()}
@@ -213,6 +231,12 @@ func powerOff(out io.Writer, p Ports, clean bool) {
 		unix.Kill(-1, unix.SIGKILL)
 	}
 	unix.Sync()
+	// What the command wrote may still sit in the tty and the UART; the
+	// shutdown port below ends the domain at once, so wait until the
+	// console has sent it (tcdrain). Seen lost: the recipe's last line.
+	for _, fd := range []int{1, 2} {
+		unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+	}
 	if p != nil {
 		// The power button calls this from another goroutine, on a thread
 		// that may not hold the ports (see Main): ask for them here.

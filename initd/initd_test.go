@@ -1,6 +1,8 @@
 package initd
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -153,5 +155,37 @@ func TestCmdlineAndCommand(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte("rnu = []\n")); err == nil {
 		t.Error("unknown key in init.toml accepted")
+	}
+}
+
+func TestReadSysHypervisor(t *testing.T) {
+	root := t.TempDir()
+	if _, ok, err := ReadSysHypervisor(root); ok || err != nil {
+		t.Fatalf("no /sys/hypervisor: ok=%v err=%v", ok, err)
+	}
+	files := map[string]string{
+		"type": "xeno\n", "version/major": "1\n", "version/minor": "3\n", "version/extra": ".0-dev\n",
+		"xeno/build_id": "abc\n", "xeno/interface": "1.2\n", "xeno/compat": "1\n", "xeno/guest_interface": "1.2\n",
+	}
+	for name, data := range files {
+		p := filepath.Join(root, "sys", "hypervisor", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(data), 0o644)
+	}
+	s, ok, err := ReadSysHypervisor(root)
+	want := SysHypervisor{Release: "1.3.0-dev", BuildID: "abc", Admitted: "1.2", Compat: true, GuestInterface: "1.2"}
+	if !ok || err != nil || s != want {
+		t.Fatalf("got %+v ok=%v err=%v, want %+v", s, ok, err, want)
+	}
+	if err := s.CheckAgainst(HVInfo{Release: "1.3.0-dev", BuildID: "abc", Admitted: "1.2 compat"}); err != nil {
+		t.Errorf("agreeing info port: %v", err)
+	}
+	if err := s.CheckAgainst(HVInfo{Release: "1.3.1-dev", BuildID: "abc", Admitted: "1.2 compat"}); err == nil {
+		t.Errorf("a different release is not reported")
+	}
+	// Another hypervisor's /sys/hypervisor is not ours.
+	os.WriteFile(filepath.Join(root, "sys", "hypervisor", "type"), []byte("xen\n"), 0o644)
+	if _, ok, _ := ReadSysHypervisor(root); ok {
+		t.Errorf("type xen read as xeno")
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/xeno-hv/xeno/builder"
+	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/kvmlab"
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
@@ -353,5 +355,44 @@ func TestBootMinimalRawEFI(t *testing.T) {
 		if !bytes.Contains(serial, []byte(want)) {
 			t.Errorf("serial console lacks %q:\n%s", want, tail(serial))
 		}
+	}
+}
+
+// TestBootMinimalHV boots the kernel+initrd output under hv (its gzip
+// initramfs unpacked by hv in Go): the xeno kernel's interface line,
+// xeno-init reading /sys/hypervisor and the info port, its decision, the
+// recipe's command and the poweroff. Without /dev/kvm it runs in the
+// nested lab.
+func TestBootMinimalHV(t *testing.T) {
+	why := kvmlab.Need(t)
+	out, m := buildMinimal(t)
+	b := abi.Current()
+	runs := kvmlab.BootAll(t, why, []kvmlab.Boot{{Name: "minimal",
+		Kernel: filepath.Join(out, "minimal.vmlinuz"), Initrd: filepath.Join(out, "minimal.initrd"),
+		Cmdline: "console=ttyS0 panic=-1", Args: []string{"--memory", "256", "--vcpus", "2"}}})
+	r := runs["minimal"]
+	if r.Exit != 0 {
+		t.Errorf("hv exit %d, want 0", r.Exit)
+	}
+	for _, want := range []string{
+		"hv: initrd: ",
+		fmt.Sprintf("xeno: hypervisor %s (build %.12s), interface %s", b.Release, b.BuildID, m.Interface),
+		fmt.Sprintf("xeno-init: /sys/hypervisor: xeno %s build %.12s, admitted as %s; the kernel is built for %s", b.Release, b.BuildID, m.Interface, m.Interface),
+		"xeno-init: hv release " + b.Release.String(),
+		"xeno-init: running as interface " + m.Interface + " (stable-same-line)",
+		"xeno-minimal: up",
+		fmt.Sprintf("hypervisor xeno %s, interface %s", b.Release, m.Interface),
+		"xeno-init: /bin/sh exited (status 0); powering off",
+		"hv: domain ended: poweroff",
+	} {
+		if !strings.Contains(r.Output, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if strings.Contains(r.Output, "xeno-init: warning") {
+		t.Errorf("xeno-init found /sys/hypervisor and the info port disagreeing")
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", r.Output)
 	}
 }
