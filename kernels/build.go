@@ -41,10 +41,11 @@ type BuildSpec struct {
 	// Epoch is KBUILD_BUILD_TIMESTAMP, as seconds since 1970.
 	Epoch int64
 	// WorkDir, when set, is an empty or absent directory to build in,
-	// and the build never reuses or keeps a tree: a cold build, as the
+	// and the build never reuses a tree: a cold build, as the
 	// reproducibility check wants. Otherwise the store keeps one tree per
-	// source, patches, config and compiler and rebuilds in it, so that a
-	// kernel for another interface recompiles one file.
+	// source and compiler, and patches, configures and rebuilds in it, so
+	// that a kernel for another interface, or after a patch changed,
+	// recompiles only what changed.
 	WorkDir string
 	// Jobs is make -j; 0 means one more than the number of CPUs.
 	Jobs int
@@ -61,7 +62,7 @@ type BuildInput struct {
 
 // buildRevision changes whenever this file changes how a tree becomes a
 // kernel, so that the store does not serve a kernel built the old way.
-const buildRevision = "1"
+const buildRevision = "2"
 
 // Bounds on what a build reads back.
 const (
@@ -149,8 +150,11 @@ func (s *Store) Build(ctx context.Context, b BuildSpec) (*Kernel, error) {
 	for _, i := range in {
 		parts = append(parts, i.Name, i.SHA256)
 	}
-	treeKey := keyOf(append(parts, tc, buildRevision)...)
-	key := keyOf(treeKey, b.Interface, b.BuildID, fmt.Sprint(b.Epoch))
+	// A tree is the unpacked source for one toolchain; the patches and
+	// the config change inside it, so Kbuild rebuilds only what they
+	// touch. The kernel is keyed by everything.
+	treeKey := keyOf(in[0].Name, in[0].SHA256, tc, buildRevision)
+	key := keyOf(append(parts, tc, buildRevision, b.Interface, b.BuildID, fmt.Sprint(b.Epoch))...)
 	if b.WorkDir == "" {
 		if k, err := s.built(key); k != nil || err != nil {
 			return k, err
@@ -182,25 +186,32 @@ func (s *Store) Build(ctx context.Context, b BuildSpec) (*Kernel, error) {
 
 	src := filepath.Join(tree, "src")
 	ready := filepath.Join(tree, ".xeno-tree-ready")
+	fresh := false
 	if _, err := os.Stat(ready); err != nil || b.WorkDir != "" {
 		if err := s.prepareTree(ctx, &b, tree, src); err != nil {
 			return nil, err
 		}
-		if b.WorkDir == "" {
-			if err := os.WriteFile(ready, []byte(treeKey+"\n"), 0o644); err != nil {
-				return nil, fmt.Errorf("kernels: %w", err)
+		if err := os.WriteFile(ready, []byte(treeKey+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("kernels: %w", err)
+		}
+		fresh = true
+	}
+	err = syncPatches(ctx, tree, src, b.Patches)
+	if errors.Is(err, errTreeDirty) && !fresh {
+		// The tree no longer matches its record: start it afresh.
+		if err = s.prepareTree(ctx, &b, tree, src); err == nil {
+			if err = os.WriteFile(ready, []byte(treeKey+"\n"), 0o644); err == nil {
+				err = syncPatches(ctx, tree, src, b.Patches)
 			}
 		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := s.configure(ctx, &b, src); err != nil {
 		return nil, err
 	}
 	if err := s.compile(ctx, &b, src); err != nil {
-		if b.WorkDir == "" {
-			// A tree that failed half-way may hold objects of another
-			// config; the next build starts it afresh.
-			os.Remove(ready)
-		}
 		return nil, err
 	}
 	k, err := s.importBuild(src, b, in, tc, key)
@@ -295,9 +306,54 @@ func (s *Store) prepareTree(ctx context.Context, b *BuildSpec, tree, src string)
 	if !found {
 		return fmt.Errorf("kernels: %s: no usr/src/linux-source-*.tar.xz inside; is it a linux-source package?", deb)
 	}
-	for _, p := range b.Patches {
+	return nil
+}
+
+// errTreeDirty says a kept tree's sources no longer match the patches it
+// records as applied.
+var errTreeDirty = errors.New("kernel tree does not match its applied patches")
+
+// syncPatches makes the patches applied to src exactly want, in order.
+// tree/applied keeps a copy of each applied patch (NNN-name); when the
+// series changed, those are reversed, newest first, and want applied,
+// each recorded as soon as it applies, so the record stays true even
+// when a patch fails. Kbuild then rebuilds only what the patches touch.
+func syncPatches(ctx context.Context, tree, src string, want []string) error {
+	dir := filepath.Join(tree, "applied")
+	have, _ := filepath.Glob(filepath.Join(dir, "*.patch"))
+	sort.Strings(have)
+	same := len(have) == len(want)
+	for i := 0; same && i < len(want); i++ {
+		a, errA := os.ReadFile(have[i])
+		b, errB := os.ReadFile(want[i])
+		same = errA == nil && errB == nil && bytes.Equal(a, b) && strings.HasSuffix(have[i], "-"+filepath.Base(want[i]))
+	}
+	if same {
+		return nil
+	}
+	for i := len(have) - 1; i >= 0; i-- {
+		cmd := exec.CommandContext(ctx, "patch", "-R", "-p1", "--batch", "--no-backup-if-mismatch", "-r", "-", "-i", have[i])
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: reversing %s: %v: %s", errTreeDirty, filepath.Base(have[i]), err, lastLines(string(out), 3))
+		}
+		if err := os.Remove(have[i]); err != nil {
+			return fmt.Errorf("kernels: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("kernels: %w", err)
+	}
+	for i, p := range want {
 		if err := applyPatch(ctx, src, p); err != nil {
 			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("kernels: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d-%s", i, filepath.Base(p))), data, 0o644); err != nil {
+			return fmt.Errorf("kernels: %w", err)
 		}
 	}
 	return nil

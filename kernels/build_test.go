@@ -93,3 +93,48 @@ func TestDecompressInitrd(t *testing.T) {
 		t.Errorf("truncated gzip accepted")
 	}
 }
+
+// A kept tree follows the series: a changed patch is reversed and the new
+// one applied, and the record of what is applied stays true.
+func TestSyncPatches(t *testing.T) {
+	if _, err := exec.LookPath("patch"); err != nil {
+		t.Skip("no patch(1): make deps installs it")
+	}
+	tree := t.TempDir()
+	src := filepath.Join(tree, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f.c"), []byte("one\ntwo\nthree\n"), 0o644)
+	dir := t.TempDir()
+	p1 := filepath.Join(dir, "0001-a.patch")
+	os.WriteFile(p1, []byte("--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"), 0o644)
+	ctx := context.Background()
+	check := func(want string) {
+		t.Helper()
+		if b, _ := os.ReadFile(filepath.Join(src, "f.c")); string(b) != want {
+			t.Fatalf("f.c = %q, want %q", b, want)
+		}
+	}
+	if err := syncPatches(ctx, tree, src, []string{p1}); err != nil {
+		t.Fatal(err)
+	}
+	check("one\nTWO\nthree\n")
+	if err := syncPatches(ctx, tree, src, []string{p1}); err != nil {
+		t.Fatal(err)
+	}
+	check("one\nTWO\nthree\n")
+	os.WriteFile(p1, []byte("--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n one\n two\n-three\n+THREE\n"), 0o644)
+	if err := syncPatches(ctx, tree, src, []string{p1}); err != nil {
+		t.Fatal(err)
+	}
+	check("one\ntwo\nTHREE\n")
+	if err := syncPatches(ctx, tree, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("one\ntwo\nthree\n")
+	// A source that changed behind the record is reported, not patched over.
+	syncPatches(ctx, tree, src, []string{p1})
+	os.WriteFile(filepath.Join(src, "f.c"), []byte("other\n"), 0o644)
+	if err := syncPatches(ctx, tree, src, nil); !errors.Is(err, errTreeDirty) {
+		t.Errorf("dirty tree: %v", err)
+	}
+}
