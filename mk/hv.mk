@@ -5,6 +5,8 @@
 # Guests added by other areas need no rule of their own.
 
 DEB_PKGS += gcc binutils libc6-dev qemu-system-x86
+# mkfs.ext4 -d and debugfs make and read back the Linux guests' disks.
+DEB_PKGS += e2fsprogs
 
 GUEST_SRCS := $(wildcard test/guests/*.S)
 GUEST_BINS := $(GUEST_SRCS:.S=.bin)

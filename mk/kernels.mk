@@ -20,3 +20,10 @@ BENCH_TARGETS += bench-kernels
 .PHONY: bench-kernels
 bench-kernels:
 	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 20m ./kernels/
+
+# The xeno kernel's boot under hv next to QEMU TCG (same kernel,
+# initramfs and command line); in the nested lab where /dev/kvm is missing.
+BENCH_TARGETS += bench-kernel-boot
+.PHONY: bench-kernel-boot
+bench-kernel-boot: bin/hv bin/xl kernel
+	XENO_BIN=$(CURDIR)/bin $(GO) test -ldflags '$(LDFLAGS)' -run '^$$' -bench XenoKernelBoot -benchtime 3x -timeout 30m ./test/kernel/

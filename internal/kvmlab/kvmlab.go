@@ -41,8 +41,17 @@ import (
 )
 
 // GuestCmdline is what a guest kernel's command line needs inside the
-// lab (see the package comment).
-const GuestCmdline = "nopv"
+// lab (see the package comment): no PV features, and the TSC rate, so
+// that the guest keeps time by its TSC, which runs on while a domain is
+// paused, as kvmclock does on hardware (with jiffies its wall clock
+// stood still across xl pause).
+func GuestCmdline(t testing.TB) string {
+	khz, err := hostTSCkHz()
+	if err != nil {
+		t.Fatalf("kvmlab: %v", err)
+	}
+	return fmt.Sprintf("nopv tsc_early_khz=%d tsc=reliable", khz)
+}
 
 // Spec is one run of the lab.
 type Spec struct {
@@ -166,7 +175,11 @@ func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
 	if err != nil {
 		return err
 	}
-	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd"})
+	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop"})
+	if err != nil {
+		return err
+	}
+	xl, err := os.ReadFile(testenv.Bin(t, "xl"))
 	if err != nil {
 		return err
 	}
@@ -174,6 +187,7 @@ func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
 		{Path: "init", Mode: 0o755, Data: []byte(labInit)},
 		{Path: "bin/busybox", Mode: 0o755, Data: bb},
 		{Path: "bin/hv", Mode: 0o755, Data: hv},
+		{Path: "bin/xl", Mode: 0o755, Data: xl},
 		{Path: "lab/script", Mode: 0o644, Data: []byte(spec.Script)},
 	}
 	var order []string
@@ -305,7 +319,7 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 			}
 			spec.Files[to] = data
 		}
-		args := []string{"--kernel", kp, "--initrd", ip, "--cmdline", shQuote(b.Cmdline + " " + GuestCmdline)}
+		args := []string{"--kernel", kp, "--initrd", ip, "--cmdline", shQuote(b.Cmdline + " " + GuestCmdline(t))}
 		for _, a := range b.Args {
 			args = append(args, shQuote(a))
 		}
@@ -327,6 +341,43 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 		out[b.Name] = bo
 	}
 	return out
+}
+
+// Script runs a POSIX sh script with hv and xl on its PATH, where $G is
+// a directory holding files (name -> a file on this machine),
+// $XENO_STATE_DIR an empty state directory and $GUEST_EXTRA what a guest's
+// command line needs here: directly where /dev/kvm opens, else in the lab.
+// It returns what the script printed and its exit code.
+func Script(t testing.TB, why string, files map[string]string, script string) (string, int) {
+	t.Helper()
+	if why == "" {
+		g := t.TempDir()
+		for name, from := range files {
+			if err := os.Symlink(from, filepath.Join(g, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "sh", "-c", script)
+		cmd.Env = append(os.Environ(), "G="+g, "XENO_STATE_DIR="+t.TempDir(), "GUEST_EXTRA=",
+			"PATH="+filepath.Dir(testenv.Bin(t, "hv"))+":"+os.Getenv("PATH"))
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	t.Log(why)
+	spec := Spec{Files: map[string][]byte{}, Timeout: 10 * time.Minute}
+	for name, from := range files {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatalf("kvmlab: %v", err)
+		}
+		spec.Files["/g/"+name] = data
+	}
+	spec.Script = "export G=/g XENO_STATE_DIR=/tmp/xeno GUEST_EXTRA=" + shQuote(GuestCmdline(t)) + "\n" + script
+	res := Run(t, spec)
+	t.Logf("kvmlab: script ran in %v", res.Elapsed.Round(time.Second))
+	return res.Console, res.Exit
 }
 
 // BusyboxInitramfs writes an uncompressed initramfs with the pinned static
