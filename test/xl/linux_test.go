@@ -97,7 +97,11 @@ xl list lx >/dev/null 2>&1 && { log lx | tail -25; fail "lx still listed after s
 echo "LC: shut down through the ACPI power button"
 
 cfg ld preserve
-xl create /tmp/ld.cfg || fail "xl create ld"
+# create -c: the console follows creation; ^] detaches and the domain runs on
+(sleep 40; printf '\035') | timeout 120 xl create -c /tmp/ld.cfg > /tmp/ld.console 2>&1 || fail "xl create -c ld"
+grep -q 'xeno: hypervisor' /tmp/ld.console || { tail -20 /tmp/ld.console; fail "xl create -c showed no console"; }
+xl list ld >/dev/null 2>&1 || fail "detaching the console stopped ld"
+echo "LC: create -c attached the console and detached"
 waitlog ld 'xeno-init: watching' 180
 timeout 60 xl destroy ld || fail "xl destroy ld"
 xl list ld >/dev/null 2>&1 && fail "ld still listed after destroy"
@@ -134,10 +138,10 @@ echo LC-DONE
 `
 
 // TestLifecycleXenoLinux runs xl's lifecycle on a running Linux guest
-// (the minimal image): create, list states and interface, the console,
-// pause and unpause with the guest's wall clock continuous, reboot under a
-// new ID, shutdown -w through the ACPI power button to xeno-init, and
-// destroy. Without /dev/kvm it runs in the nested lab.
+// (the minimal image): create and create -c, list states and interface,
+// the console, pause and unpause with the guest's wall clock continuous,
+// reboot under a new ID, shutdown -w through the ACPI power button to
+// xeno-init, and destroy. Without /dev/kvm it runs in the nested lab.
 func TestLifecycleXenoLinux(t *testing.T) {
 	why := kvmlab.Need(t)
 	img := buildMinimal(t)
