@@ -308,6 +308,37 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 		return out
 	}
 	t.Log(why)
+	out = labBoots(t, boots)
+	var again []Boot
+	for _, b := range boots {
+		if smpFlake(out[b.Name].Output) {
+			again = append(again, b)
+		}
+	}
+	if len(again) > 0 {
+		// Measured in the lab only (docs/kvm-notes.md): now and then the
+		// boot vCPU resets and triple-faults while Linux sends INIT/SIPI to
+		// the others under TCG's emulated SVM. Such a boot runs once more;
+		// a second failure stands.
+		t.Logf("kvmlab: %d boot(s) triple-faulted during SMP bring-up, a known fault of the nested lab; running them again", len(again))
+		for name, b := range labBoots(t, again) {
+			out[name] = b
+		}
+	}
+	return out
+}
+
+// smpFlake is the lab's known fault: a triple fault while the guest
+// brings up its other vCPUs, before init.
+func smpFlake(out string) bool {
+	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") &&
+		strings.Contains(out, "Booting SMP configuration") && !strings.Contains(out, "Run /init")
+}
+
+// labBoots runs boots one after another in one lab.
+func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
+	t.Helper()
+	out := map[string]*Booted{}
 	spec := Spec{Files: map[string][]byte{}, Timeout: time.Duration(len(boots)+1) * bootBound}
 	var script strings.Builder
 	for i, b := range boots {

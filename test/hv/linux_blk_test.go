@@ -39,7 +39,7 @@ poweroff -f
 const blkScript = `mkdir -p "$XENO_STATE_DIR"
 ro="$XENO_STATE_DIR/ro.img"
 cp "$G/disk.img" "$ro"
-hv --kernel "$G/kernel" --initrd "$G/initrd" --memory 256 --vcpus 2 --disk "$G/disk.img" --cmdline "console=ttyS0 panic=-1 $GUEST_EXTRA" 2>&1
+hv --kernel "$G/kernel" --initrd "$G/initrd" --memory 256 --vcpus 1 --disk "$G/disk.img" --cmdline "console=ttyS0 panic=-1 $GUEST_EXTRA" 2>&1
 echo "HV-EXIT $?"
 hv --kernel "$G/kernel" --initrd "$G/initrd" --memory 256 --vcpus 1 --disk "$ro,ro" --cmdline "console=ttyS0 panic=-1 $GUEST_EXTRA" 2>&1
 echo "HV-RO-EXIT $?"

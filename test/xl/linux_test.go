@@ -48,7 +48,7 @@ name = "$1"
 kernel = "$G/minimal.vmlinuz"
 ramdisk = "$G/minimal.initrd"
 memory = 256
-vcpus = 2
+vcpus = 1
 extra = "console=ttyS0 panic=-1 xeno.run=/bin/sh $GUEST_EXTRA"
 on_poweroff = "destroy"
 on_reboot = "restart"
