@@ -163,22 +163,26 @@ func (s *Store) Build(ctx context.Context, b BuildSpec) (*Kernel, error) {
 
 	tree := filepath.Join(s.Dir, "trees", treeKey[:16])
 	if b.WorkDir != "" {
+		// The tree is unpacked into WorkDir: never into a directory
+		// that holds anything of the user's.
+		if ents, err := os.ReadDir(b.WorkDir); err == nil && len(ents) > 0 {
+			return nil, fmt.Errorf("kernels: build: --workdir %s is not empty", b.WorkDir)
+		}
 		tree = b.WorkDir
-	}
-	if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
-		return nil, fmt.Errorf("kernels: %w", err)
-	}
-	// One build per tree at a time; a second process asking for the same
-	// kernel waits and then finds it stored.
-	lockf, err := os.OpenFile(tree+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("kernels: %w", err)
-	}
-	defer lockf.Close()
-	if err := unix.Flock(int(lockf.Fd()), unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("kernels: lock %s: %w", lockf.Name(), err)
-	}
-	if b.WorkDir == "" {
+	} else {
+		if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
+			return nil, fmt.Errorf("kernels: %w", err)
+		}
+		// One build per tree at a time; a second process asking for the
+		// same kernel waits and then finds it stored.
+		lockf, err := os.OpenFile(tree+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("kernels: %w", err)
+		}
+		defer lockf.Close()
+		if err := unix.Flock(int(lockf.Fd()), unix.LOCK_EX); err != nil {
+			return nil, fmt.Errorf("kernels: lock %s: %w", lockf.Name(), err)
+		}
 		if k, err := s.built(key); k != nil || err != nil {
 			return k, err
 		}

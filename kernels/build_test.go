@@ -138,3 +138,29 @@ func TestSyncPatches(t *testing.T) {
 		t.Errorf("dirty tree: %v", err)
 	}
 }
+
+// A cold build never unpacks into a directory that holds anything.
+func TestBuildRefusesBusyWorkDir(t *testing.T) {
+	if _, err := toolchain(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "x.config")
+	os.WriteFile(cfg, []byte("CONFIG_A=y\n"), 0o644)
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(work, 0o755)
+	keep := filepath.Join(work, "mine")
+	os.WriteFile(keep, []byte("user data"), 0o644)
+	s, err := Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Build(context.Background(), BuildSpec{Source: "linux-source-6.1", SourceVersion: "6.1.192-2",
+		SourceSHA256: strings.Repeat("a", 64), Config: cfg, Interface: "1.2", WorkDir: work})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("busy --workdir: %v", err)
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "user data" {
+		t.Errorf("the user's file is gone")
+	}
+}
