@@ -164,3 +164,41 @@ func TestBuildRefusesBusyWorkDir(t *testing.T) {
 		t.Errorf("the user's file is gone")
 	}
 }
+
+func FuzzParseFragment(f *testing.F) {
+	f.Add([]byte("CONFIG_A=y\n# CONFIG_B is not set\n# comment\n\nCONFIG_C=\"x\"\n"))
+	f.Add([]byte("CONFIG_=y\n#CONFIG_B is not set\nA=y"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lines, err := parseFragment("f", b)
+		if err != nil {
+			return
+		}
+		n := strings.Count(string(b), "\n") + 1
+		for _, l := range lines {
+			if !strings.HasPrefix(l.name, "CONFIG_") || l.line < 1 || l.line > n {
+				t.Fatalf("bad line %+v from %q", l, b)
+			}
+		}
+	})
+}
+
+func FuzzDecompressInitrd(f *testing.F) {
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write([]byte("070701 initramfs"))
+	w.Close()
+	zw, _ := zstd.NewWriter(nil)
+	f.Add(gz.Bytes())
+	f.Add(zw.EncodeAll([]byte("070701 initramfs"), nil))
+	f.Add([]byte("070701 plain"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const limit = 1 << 16
+		out, ok, err := DecompressInitrd(b, limit)
+		if err == nil && ok && len(out) > limit {
+			t.Fatalf("%d bytes past the %d limit", len(out), limit)
+		}
+		if err == nil && !ok && !bytes.Equal(out, b) {
+			t.Fatalf("an uncompressed initramfs was changed")
+		}
+	})
+}
