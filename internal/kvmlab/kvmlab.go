@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,8 +210,7 @@ func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
 // Busybox is /bin/busybox of the busybox-static that recipes/minimal.toml
 // pins, fetched into the download cache and verified by sha256.
 func Busybox() ([]byte, error) {
-	_, self, _, _ := runtime.Caller(0)
-	r, err := recipes.LoadFile(filepath.Join(filepath.Dir(self), "..", "..", "recipes", "minimal.toml"))
+	r, err := recipes.LoadFile(kerneltest.MinimalRecipe())
 	if err != nil {
 		return nil, err
 	}

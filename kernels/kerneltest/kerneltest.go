@@ -69,8 +69,7 @@ func Xeno(t testing.TB, iface string) *kernels.Kernel {
 	if testing.Short() {
 		t.Skip("-short: the xeno kernel takes minutes to build on a fresh machine")
 	}
-	_, self, _, _ := runtime.Caller(0)
-	recipe := filepath.Join(filepath.Dir(self), "..", "..", "recipes", "minimal.toml")
+	recipe := MinimalRecipe()
 	start := time.Now()
 	k, err := builder.BuildKernel(context.Background(),
 		builder.Options{Recipe: recipe, CacheDir: kernels.DefaultCacheDir()},
@@ -80,4 +79,11 @@ func Xeno(t testing.TB, iface string) *kernels.Kernel {
 	}
 	t.Logf("xeno kernel %s for interface %s (sha256 %.12s) in %v", k.Release, k.Interface, k.SHA256, time.Since(start).Round(time.Second))
 	return k
+}
+
+// MinimalRecipe is the path of recipes/minimal.toml in this source tree:
+// the pins of the xeno kernel and of busybox that tests use.
+func MinimalRecipe() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..", "recipes", "minimal.toml")
 }

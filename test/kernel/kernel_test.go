@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,6 @@ import (
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
-
-func minimalRecipe() string {
-	_, self, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(self), "..", "..", "recipes", "minimal.toml")
-}
 
 // busyboxInit is an initramfs whose /init prints what the guest sees of
 // the hypervisor, then powers off.
@@ -118,7 +112,7 @@ func TestXenoKernelReproducible(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "elsewhere", "kbuild")
 	start := time.Now()
 	cold, err := builder.BuildKernel(context.Background(),
-		builder.Options{Recipe: minimalRecipe(), CacheDir: kernels.DefaultCacheDir()},
+		builder.Options{Recipe: kerneltest.MinimalRecipe(), CacheDir: kernels.DefaultCacheDir()},
 		builder.KernelOptions{WorkDir: dir})
 	if err != nil {
 		t.Fatal(err)
