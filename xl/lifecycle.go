@@ -46,20 +46,46 @@ func controlCmd(cmd string) func(IO, []string) error {
 }
 
 var (
-	rebootCmd  = controlCmd(control.CmdReboot)
 	pauseCmd   = controlCmd(control.CmdPause)
 	unpauseCmd = controlCmd(control.CmdResume)
 )
 
 // shutdownCmd sends the ACPI power button; the guest decides. With -w it
 // waits until each domain has stopped (gone, restarted under a new ID, or
-// preserved), as xl shutdown -w does.
+// preserved), as xl shutdown -w does. -F is accepted as xl's fallback
+// flag: the power button already is the fallback.
 func shutdownCmd(io IO, args []string) error {
-	var wait, all bool
-	pos, err := flags(args, map[string]*bool{"w": &wait, "a": &all})
+	var wait, all, fallback bool
+	pos, err := flags(args, map[string]*bool{"w": &wait, "a": &all, "F": &fallback})
 	if err != nil {
 		return err
 	}
+	return askDomains(io, ask{"shutdown", "shut down", "shut down"}, control.CmdShutdown, pos, all, wait)
+}
+
+// rebootCmd asks the guest to reboot (the power button; its clean
+// poweroff then counts as a reboot and on_reboot applies). -F resets the
+// domain without asking, as xl's fallback to an ACPI reset does.
+func rebootCmd(io IO, args []string) error {
+	var wait, all, reset bool
+	pos, err := flags(args, map[string]*bool{"w": &wait, "a": &all, "F": &reset})
+	if err != nil {
+		return err
+	}
+	cmd := control.CmdReboot
+	if reset {
+		cmd = control.CmdReset
+	}
+	return askDomains(io, ask{"reboot", "reboot", "rebooted"}, cmd, pos, all, wait)
+}
+
+// ask names a request in xl's messages.
+type ask struct{ verb, infinitive, done string }
+
+// askDomains sends cmd to one domain or to all running ones, and with
+// wait waits until each has stopped: gone, restarted under a new ID, or
+// preserved.
+func askDomains(io IO, a ask, cmd string, pos []string, all, wait bool) error {
 	if all != (len(pos) == 0) || len(pos) > 1 {
 		return usagef("want one DOM, or -a for all domains")
 	}
@@ -88,8 +114,8 @@ func shutdownCmd(io IO, args []string) error {
 	var firstErr error
 	var sent []*toolstack.Record
 	for _, r := range targets {
-		if _, err := ts.Control(fmt.Sprint(r.ID), control.CmdShutdown); err != nil {
-			fmt.Fprintf(io.Stderr, "xl shutdown: %v\n", err)
+		if _, err := ts.Control(fmt.Sprint(r.ID), cmd); err != nil {
+			fmt.Fprintf(io.Stderr, "xl %s: %v\n", a.verb, err)
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -99,13 +125,13 @@ func shutdownCmd(io IO, args []string) error {
 	}
 	if wait {
 		for _, r := range sent {
-			fmt.Fprintf(io.Stderr, "Waiting for domain %s (%d) to shut down\n", r.Name, r.ID)
+			fmt.Fprintf(io.Stderr, "Waiting for domain %s (%d) to %s\n", r.Name, r.ID, a.infinitive)
 			if err := ts.WaitGone(r.ID, 0); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
 		if len(sent) > 0 {
-			fmt.Fprintln(io.Stderr, "All domains have been shut down")
+			fmt.Fprintf(io.Stderr, "All domains have been %s\n", a.done)
 		}
 	}
 	return firstErr

@@ -39,8 +39,8 @@ func commands() []command {
 	return []command{
 		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [-q] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
 		{name: "destroy", usage: "DOM", summary: "stop a domain immediately and forget it", run: destroyCmd},
-		{name: "shutdown", usage: "[-w] DOM | -a [-w]", summary: "ask a domain (or all, -a) to power off; -w waits", run: shutdownCmd},
-		{name: "reboot", usage: "DOM", summary: "ask a domain to reboot", run: rebootCmd},
+		{name: "shutdown", usage: "[-w] [-F] DOM | -a [-w]", summary: "ask a domain (or all, -a) to power off; -w waits", run: shutdownCmd},
+		{name: "reboot", usage: "[-w] [-F] DOM | -a [-w] [-F]", summary: "ask a domain (or all, -a) to reboot; -w waits, -F resets without asking", run: rebootCmd},
 		{name: "pause", usage: "DOM", summary: "pause a domain's vCPUs", run: pauseCmd},
 		{name: "unpause", usage: "DOM", summary: "resume a paused domain", run: unpauseCmd},
 		{name: "list", usage: "[-l] [-v] [DOM ...]", summary: "list domains (-l: JSON, -v: UUID and interface)", run: listCmd},

@@ -19,8 +19,11 @@ const (
 	CmdPause    = "pause"
 	CmdResume   = "resume"
 	CmdShutdown = "shutdown" // ACPI power button: the guest decides
-	CmdReboot   = "reboot"   // guest-visible reset request (i8042-style)
-	CmdDestroy  = "destroy"  // stop now, exit reason "destroyed"
+	// CmdReboot asks the guest to reboot: the ACPI power button, and the
+	// clean stop that follows counts as a reboot (on_reboot applies).
+	CmdReboot  = "reboot"
+	CmdReset   = "reset"   // hard reset, the guest is not asked (xl reboot -F)
+	CmdDestroy = "destroy" // stop now, exit reason "destroyed"
 )
 
 // Request is one line sent to the hv.

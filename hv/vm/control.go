@@ -85,7 +85,12 @@ func (s *ControlServer) do(cmd string) control.Response {
 		}
 		return ok()
 	case control.CmdReboot:
-		v.Reboot()
+		if err := v.RequestReboot(); err != nil {
+			return fail(err)
+		}
+		return ok()
+	case control.CmdReset:
+		v.Reset()
 		return ok()
 	case control.CmdDestroy:
 		v.Destroy()

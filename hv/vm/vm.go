@@ -87,8 +87,11 @@ type VM struct {
 	cond    *sync.Cond
 	paused  bool
 	nParked int
-	exit    *control.Exit
-	done    chan struct{}
+	// rebootAsked: xl reboot pressed the power button, so the guest's
+	// poweroff is the reboot it was asked for.
+	rebootAsked bool
+	exit        *control.Exit
+	done        chan struct{}
 }
 
 type vcpu struct {
@@ -318,6 +321,11 @@ func (v *VM) stop(reason, detail string) {
 		v.mu.Unlock()
 		return
 	}
+	if reason == control.ReasonPoweroff && v.rebootAsked {
+		// The guest was asked to reboot and shut down cleanly for it,
+		// as a Xen guest does on "control/shutdown = reboot".
+		reason, detail = control.ReasonReboot, detail+", asked to reboot"
+	}
 	v.exit = &control.Exit{Reason: reason, Detail: detail, Code: control.ExitCode(reason), Time: time.Now().UTC()}
 	close(v.done)
 	v.cond.Broadcast()
@@ -328,8 +336,25 @@ func (v *VM) stop(reason, detail string) {
 // Destroy stops the domain at once.
 func (v *VM) Destroy() { v.stop(control.ReasonDestroyed, "destroyed by request") }
 
-// Reboot stops the domain with reason reboot, as a hardware reset would.
-func (v *VM) Reboot() { v.stop(control.ReasonReboot, "reboot by request") }
+// Reset stops the domain with reason reboot, as a hardware reset would:
+// the guest is not asked.
+func (v *VM) Reset() { v.stop(control.ReasonReboot, "reset by request") }
+
+// RequestReboot asks the guest to reboot through the ACPI power button
+// (the one request every ACPI guest understands); the clean poweroff
+// that follows ends the domain with reason reboot, so on_reboot applies.
+func (v *VM) RequestReboot() error {
+	v.mu.Lock()
+	v.rebootAsked = true
+	v.mu.Unlock()
+	if err := v.PowerButton(); err != nil {
+		v.mu.Lock()
+		v.rebootAsked = false
+		v.mu.Unlock()
+		return fmt.Errorf("cannot ask the guest to reboot: %w (xl reboot -F resets it)", err)
+	}
+	return nil
+}
 
 // Done is closed when the domain has ended.
 func (v *VM) Done() <-chan struct{} { return v.done }

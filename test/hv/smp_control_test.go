@@ -84,9 +84,15 @@ func TestControlPowerButton(t *testing.T) {
 }
 
 func TestControlDestroyAndReboot(t *testing.T) {
-	for _, c := range []struct{ cmd, reason string }{
-		{control.CmdDestroy, control.ReasonDestroyed},
-		{control.CmdReboot, control.ReasonReboot},
+	// reboot asks the guest (it sees the power button and powers off,
+	// which then counts as a reboot); reset and destroy do not ask.
+	for _, c := range []struct {
+		cmd, reason string
+		asked       bool
+	}{
+		{control.CmdDestroy, control.ReasonDestroyed, false},
+		{control.CmdReboot, control.ReasonReboot, true},
+		{control.CmdReset, control.ReasonReboot, false},
 	} {
 		t.Run(c.cmd, func(t *testing.T) {
 			l := startHV(t, "--kernel", guest(t, "powerbutton"), "--memory", "64", "--vcpus", "2")
@@ -95,7 +101,11 @@ func TestControlDestroyAndReboot(t *testing.T) {
 				t.Fatalf("control socket: %v, mode %v; want 0600", err, fi.Mode())
 			}
 			l.call(t, c.cmd)
-			expectEnd(t, l.wait(t), c.reason)
+			r := l.wait(t)
+			expectEnd(t, r, c.reason)
+			if asked := r.result() == "powerbutton PASS"; asked != c.asked {
+				t.Fatalf("%s: guest saw the power button: %v, want %v\nstdout:\n%s", c.cmd, asked, c.asked, r.stdout)
+			}
 		})
 	}
 }

@@ -90,6 +90,9 @@ timeout 60 xl reboot lx || fail "xl reboot"
 i=0; while [ $i -lt 60 ]; do n=$(xl domid lx 2>/dev/null || true); [ -n "$n" ] && [ "$n" != "$old" ] && break; sleep 1; i=$((i+1)); done
 [ "$(xl domid lx)" != "$old" ] || fail "on_reboot=restart gave no new ID"
 waitlog lx 'xeno-init: watching' 180 2
+# The guest was asked (the power button reached xeno-init, which powered
+# off cleanly), not reset.
+log lx | grep -q 'xeno-init: power button pressed' || { log lx | tail -30; fail "xl reboot did not ask the guest"; }
 echo "LC: rebooted, ID $old -> $(xl domid lx)"
 
 timeout 120 xl shutdown -w lx || { log lx | tail -15; fail "xl shutdown -w"; }
