@@ -19,6 +19,9 @@ func (v *VM) crash(c *vcpu, why string) {
 	v.stop(control.ReasonCrash, detail)
 }
 
+// ResetStateNote ends a dump whose registers are the vCPU's reset values.
+const ResetStateNote = "these are the vCPU's reset values, not its state at the fault: KVM on AMD re-initializes a vCPU that triple-faults"
+
 func (v *VM) dump(c *vcpu) string {
 	r, err := c.c.Regs()
 	if err != nil {
@@ -34,6 +37,12 @@ func (v *VM) dump(c *vcpu) string {
 	fmt.Fprintf(&b, "RSI=%016x RDI=%016x RBP=%016x R8=%016x\n", r.RSI, r.RDI, r.RBP, r.R8)
 	fmt.Fprintf(&b, "CR0=%08x CR2=%016x CR3=%016x CR4=%08x EFER=%x CS=%04x(l=%d)",
 		s.CR0, s.CR2, s.CR3, s.CR4, s.EFER, s.CS.Selector, s.CS.L)
+	if r.RIP == 0xfff0 && s.CS.Selector == 0xf000 {
+		// svm.c's shutdown_interception INITs the vCPU before it reports
+		// KVM_EXIT_SHUTDOWN (the VMCB is undefined after SHUTDOWN), so on
+		// AMD hosts the faulting state is gone by the time we ask.
+		b.WriteString("\n" + ResetStateNote)
+	}
 	rip := r.RIP + s.CS.Base
 	if pa, ok := v.translate(s.CR0, s.CR3, s.CR4, rip); ok {
 		if code, ok := v.mem.Slice(pa, 16); ok {

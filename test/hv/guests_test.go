@@ -11,6 +11,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/acpi"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/vm"
 )
 
 func TestSerialGuest(t *testing.T) {
@@ -88,13 +89,22 @@ func TestShutdownPaths(t *testing.T) {
 func TestCrashDump(t *testing.T) {
 	r := runHV(t, "--kernel", guest(t, "shutdown"), "--memory", "64", "--cmdline", "xtf.how=triple")
 	expectEnd(t, r, control.ReasonCrash)
-	for _, want := range []string{"RIP=", "RSP=", "CR0=", "CR3=", "CR4=", "EFER=", "code at RIP"} {
+	for _, want := range []string{"RIP=", "RSP=", "CR0=", "CR3=", "CR4=", "EFER="} {
 		if !strings.Contains(r.exit.Detail, want) || !strings.Contains(r.stderr, want) {
 			t.Errorf("dump lacks %s\ndetail: %s\nstderr: %s", want, r.exit.Detail, r.stderr)
 		}
 	}
+	// KVM on AMD hands back a reset vCPU after a triple fault; the dump
+	// must say so rather than pass the reset vector off as the fault.
+	if strings.Contains(r.exit.Detail, vm.ResetStateNote) {
+		if cpu, _ := os.ReadFile("/proc/cpuinfo"); !strings.Contains(string(cpu), "AuthenticAMD") {
+			t.Fatalf("a reset-state dump on a host that is not AMD:\n%s", r.exit.Detail)
+		}
+		t.Logf("AMD host: the triple fault's state is lost to KVM's INIT; the dump says so")
+		return
+	}
 	// The guest faults on ud2 (0f 0b) after loading an empty IDT.
-	if !strings.Contains(r.exit.Detail, ": 0f 0b") {
+	if !strings.Contains(r.exit.Detail, "code at RIP") || !strings.Contains(r.exit.Detail, ": 0f 0b") {
 		t.Errorf("code at RIP is not the guest's ud2:\n%s", r.exit.Detail)
 	}
 }
