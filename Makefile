@@ -21,7 +21,7 @@ TEST_PREREQS :=
 # Benchmark targets run by `make bench`.
 BENCH_TARGETS :=
 
-CMDS := xeno xl hv xeno-init
+CMDS := xeno xl hv xeno-init kvmlab
 
 .PHONY: all build deps tools lint unit test run bench soak clean
 all: build

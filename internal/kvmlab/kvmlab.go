@@ -19,6 +19,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -28,12 +29,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/images"
-	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 	"github.com/xeno-hv/xeno/recipes"
@@ -44,26 +45,32 @@ import (
 // that the guest keeps time by its TSC, which runs on while a domain is
 // paused, as kvmclock does on hardware (with jiffies its wall clock
 // stood still across xl pause).
-func GuestCmdline(t testing.TB) string {
+func GuestCmdline() (string, error) {
 	khz, err := hostTSCkHz()
 	if err != nil {
-		t.Fatalf("kvmlab: %v", err)
+		return "", fmt.Errorf("kvmlab: %w", err)
 	}
-	return fmt.Sprintf("nopv tsc_early_khz=%d tsc=reliable", khz)
+	return fmt.Sprintf("nopv tsc_early_khz=%d tsc=reliable", khz), nil
 }
 
 // Spec is one run of the lab.
 type Spec struct {
+	// HV and XL are the binaries put at /bin/hv and /bin/xl.
+	HV, XL string
+	// Recipe pins the busybox-static of the lab's user space (Busybox).
+	Recipe string
 	// Files are put into the lab's root file system: path inside -> data.
-	// hv is always at /bin/hv, busybox at /bin/busybox.
+	// busybox is at /bin/busybox.
 	Files map[string][]byte
 	// Script is a busybox sh script run as root once /dev/kvm exists. Its
 	// exit code is the Result's.
 	Script string
 	// MemoryMiB and CPUs size the lab machine (default 2048 and 2).
 	MemoryMiB, CPUs int
-	// Timeout bounds the whole run (default 5 minutes).
-	Timeout time.Duration
+	// Console, if set, gets the script's console line by line as it comes.
+	Console io.Writer
+	// Idle, if set, ends a run whose console is silent that long (ErrHung).
+	Idle time.Duration
 }
 
 // Result is what the lab printed on its console and how the script ended.
@@ -75,74 +82,198 @@ type Result struct {
 
 const exitMarker = "KVMLAB-EXIT "
 
-// Need returns "" when tests may use /dev/kvm directly, and otherwise
-// says why they run in the lab. It skips the test when neither works.
-func Need(t testing.TB) (why string) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		return ""
+// ErrNoEnd is returned when the lab's script never reported its end.
+var ErrNoEnd = errors.New("kvmlab: the lab's init never finished")
+
+// Available says whether the lab can run here, and if not, why.
+func Available() error {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return fmt.Errorf("kvmlab: %w", err)
 	}
-	if testing.Short() {
-		t.Skipf("no /dev/kvm (%v) and -short: the nested-KVM lab takes a minute", err)
-	}
-	testenv.RequireCmd(t, "qemu-system-x86_64")
-	return fmt.Sprintf("no /dev/kvm here (%v): running hv inside QEMU TCG with emulated AMD-V (internal/kvmlab)", err)
+	return nil
 }
 
-// Run boots the lab with spec and returns its console. It fails the test
-// when the lab itself cannot start or does not finish in time.
-func Run(t testing.TB, spec Spec) *Result {
-	t.Helper()
+// Run boots the lab with spec until its script ends or ctx is done. The
+// Result holds the console so far even with an error.
+func Run(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.MemoryMiB == 0 {
 		spec.MemoryMiB = 2048
 	}
 	if spec.CPUs == 0 {
 		spec.CPUs = 2
 	}
-	if spec.Timeout == 0 {
-		spec.Timeout = 5 * time.Minute
+	s, err := kernels.Open(kernels.DefaultCacheDir())
+	if err != nil {
+		return nil, fmt.Errorf("kvmlab: %w", err)
 	}
-	k := kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version)
-	initrd := filepath.Join(t.TempDir(), "lab.cpio")
-	if err := writeRoot(t, k, spec, initrd); err != nil {
-		t.Fatalf("kvmlab: %v", err)
+	k, err := s.Fetch(kerneltest.Cloud56, kerneltest.Cloud56Version)
+	if err != nil {
+		return nil, fmt.Errorf("kvmlab: the lab's kernel: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "kvmlab-")
+	if err != nil {
+		return nil, fmt.Errorf("kvmlab: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	initrd := filepath.Join(dir, "lab.cpio")
+	if err := writeRoot(k, spec, initrd); err != nil {
+		return nil, fmt.Errorf("kvmlab: %w", err)
 	}
 	khz, err := hostTSCkHz()
 	if err != nil {
-		t.Fatalf("kvmlab: %v", err)
+		return nil, fmt.Errorf("kvmlab: %w", err)
 	}
 	// The lab kernel cannot calibrate its TSC against TCG's PIT; without
 	// a TSC frequency its KVM never updates the guest's kvmclock.
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 quiet tsc_early_khz=%d tsc=reliable", khz)
-	ctx, cancel := context.WithTimeout(context.Background(), spec.Timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max",
 		"-smp", strconv.Itoa(spec.CPUs), "-m", strconv.Itoa(spec.MemoryMiB),
 		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults",
 		"-kernel", k.BzImagePath(), "-initrd", initrd, "-append", cmdline)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &watched{}
+	out.last.Store(time.Now().UnixNano())
+	var w io.Writer = out
+	if spec.Console != nil {
+		w = io.MultiWriter(out, &untilExit{w: spec.Console})
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if spec.Idle > 0 {
+		go watchdog(ctx, cancel, out, spec.Idle)
+	}
 	start := time.Now()
 	err = cmd.Run()
 	res := &Result{Console: strings.ReplaceAll(out.String(), "\r", ""), Exit: -1, Elapsed: time.Since(start)}
 	if ctx.Err() != nil {
-		t.Fatalf("kvmlab: no end after %v; console:\n%s", spec.Timeout, tail(res.Console, 60))
+		return res, fmt.Errorf("kvmlab: no end after %v: %w", res.Elapsed.Round(time.Second), context.Cause(ctx))
 	}
 	if err != nil {
-		t.Fatalf("kvmlab: qemu: %v; console:\n%s", err, tail(res.Console, 60))
+		return res, fmt.Errorf("kvmlab: qemu: %w", err)
 	}
 	i := strings.LastIndex(res.Console, exitMarker)
 	if i < 0 {
-		t.Fatalf("kvmlab: the lab's init never finished; console:\n%s", tail(res.Console, 60))
+		return res, ErrNoEnd
 	}
 	fmt.Sscanf(res.Console[i+len(exitMarker):], "%d", &res.Exit)
-	return res
+	return res, nil
+}
+
+// ErrHung is the cause when the lab printed nothing for Spec.Idle.
+var ErrHung = errors.New("kvmlab: the lab machine printed nothing for too long (hung)")
+
+// watched is the console buffer, with the time of its last write.
+type watched struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	last atomic.Int64
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	w.last.Store(time.Now().UnixNano())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *watched) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// watchdog ends the lab once its console has been silent for idle: the
+// nested lab now and then locks up whole (seen after a guest's triple
+// fault), and a bound of many minutes would be spent waiting.
+func watchdog(ctx context.Context, cancel context.CancelCauseFunc, w *watched, idle time.Duration) {
+	t := time.NewTicker(idle / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, w.last.Load())) > idle {
+				cancel(ErrHung)
+				return
+			}
+		}
+	}
+}
+
+// addLibs adds the shared libraries that the dynamically linked program
+// exe loads, and its interpreter, to files at their paths here (a test
+// binary built with cgo is one). A static exe adds nothing.
+func addLibs(files map[string][]byte, exe string) error {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dynamic := false
+	for _, p := range f.Progs {
+		dynamic = dynamic || p.Type == elf.PT_INTERP
+	}
+	if !dynamic {
+		return nil
+	}
+	out, err := exec.Command("ldd", exe).Output()
+	if err != nil {
+		return fmt.Errorf("ldd %s: %w", exe, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+		// "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no file.
+		fields := strings.Fields(line)
+		var lib string
+		switch {
+		case len(fields) >= 3 && fields[1] == "=>":
+			lib = fields[2]
+		case len(fields) >= 1 && strings.HasPrefix(fields[0], "/"):
+			lib = fields[0]
+		}
+		if lib == "" {
+			continue
+		}
+		data, err := os.ReadFile(lib)
+		if err != nil {
+			return err
+		}
+		files[lib] = data
+	}
+	return nil
+}
+
+// untilExit passes the console on line by line, without carriage
+// returns, up to the script's exit marker: what follows is the lab's own
+// poweroff, not the script's.
+type untilExit struct {
+	w    io.Writer
+	line []byte
+	done bool
+}
+
+func (u *untilExit) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if u.done || c == '\r' {
+			continue
+		}
+		u.line = append(u.line, c)
+		if c != '\n' {
+			continue
+		}
+		if bytes.HasPrefix(u.line, []byte(exitMarker)) {
+			u.done = true
+		} else if _, err := u.w.Write(u.line); err != nil {
+			return len(p), err
+		}
+		u.line = u.line[:0]
+	}
+	return len(p), nil
 }
 
 // labInit loads KVM and runs the script. A missing /dev/kvm ends the run
-// with exit code 97, so the test can tell the lab failed, not the hv.
+// with exit code 97, so the caller can tell the lab failed, not the hv.
 const labInit = `#!/bin/busybox sh
 export PATH=/bin
 busybox mkdir -p /proc /sys /dev /tmp
@@ -150,6 +281,9 @@ busybox mount -t proc proc /proc
 busybox mount -t sysfs sysfs /sys
 busybox mount -t devtmpfs dev /dev
 busybox mount -t tmpfs tmp /tmp
+busybox mkdir -p /dev/pts
+busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
+[ -e /dev/ptmx ] || busybox ln -s pts/ptmx /dev/ptmx
 busybox --install -s /bin
 for m in $(cat /lab/modules); do insmod /lab/$m || echo "kvmlab: insmod $m failed"; done
 if [ -c /dev/kvm ]; then
@@ -164,21 +298,21 @@ poweroff -f
 `
 
 // writeRoot writes the lab's initramfs: busybox, the kvm modules of the
-// cloud kernel, hv, the spec's files and the script.
-func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
-	bb, err := Busybox()
+// cloud kernel, hv, xl, the spec's files and the script.
+func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
+	bb, err := Busybox(spec.Recipe)
 	if err != nil {
 		return err
 	}
-	hv, err := os.ReadFile(testenv.Bin(t, "hv"))
+	hv, err := os.ReadFile(spec.HV)
+	if err != nil {
+		return err
+	}
+	xl, err := os.ReadFile(spec.XL)
 	if err != nil {
 		return err
 	}
 	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop"})
-	if err != nil {
-		return err
-	}
-	xl, err := os.ReadFile(testenv.Bin(t, "xl"))
 	if err != nil {
 		return err
 	}
@@ -207,10 +341,11 @@ func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
 	})
 }
 
-// Busybox is /bin/busybox of the busybox-static that recipes/minimal.toml
-// pins, fetched into the download cache and verified by sha256.
-func Busybox() ([]byte, error) {
-	r, err := recipes.LoadFile(kerneltest.MinimalRecipe())
+// Busybox is /bin/busybox of the busybox-static that recipe (normally
+// recipes/minimal.toml) pins, fetched into the download cache and
+// verified by sha256.
+func Busybox(recipe string) ([]byte, error) {
+	r, err := recipes.LoadFile(recipe)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +374,7 @@ func Busybox() ([]byte, error) {
 		}
 		return bb, err
 	}
-	return nil, errors.New("recipes/minimal.toml pins no busybox-static")
+	return nil, fmt.Errorf("%s pins no busybox-static", recipe)
 }
 
 // hostTSCkHz is this machine's TSC frequency, which TCG's guest TSC runs at.
@@ -266,172 +401,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// Boot is one hv run: a kernel and initramfs from this machine's files.
-type Boot struct {
-	Name           string
-	Kernel, Initrd string
-	Cmdline        string
-	Args           []string // more hv flags
-}
-
-// Booted is how a Boot went: hv's console and log, and its exit code.
-type Booted struct {
-	Output string
-	Exit   int
-}
-
-const bootBound = 240 * time.Second
-
-// BootAll runs each boot under hv, one after another: directly where
-// /dev/kvm opens, else all in one lab (adding GuestCmdline). why is
-// Need's answer, "" for direct.
-func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
-	t.Helper()
-	out := map[string]*Booted{}
-	if why == "" {
-		for _, b := range boots {
-			ctx, cancel := context.WithTimeout(context.Background(), bootBound)
-			args := append([]string{"--kernel", b.Kernel, "--initrd", b.Initrd, "--cmdline", b.Cmdline}, b.Args...)
-			cmd := exec.CommandContext(ctx, testenv.Bin(t, "hv"), args...)
-			o, err := cmd.CombinedOutput()
-			cancel()
-			code := cmd.ProcessState.ExitCode()
-			if err != nil && code < 0 {
-				t.Fatalf("%s: hv: %v\n%s", b.Name, err, o)
-			}
-			out[b.Name] = &Booted{Output: string(o), Exit: code}
-		}
-		return out
-	}
-	t.Log(why)
-	out = labBoots(t, boots)
-	var again []Boot
-	for _, b := range boots {
-		if smpFlake(out[b.Name].Output) {
-			again = append(again, b)
-		}
-	}
-	if len(again) > 0 {
-		// Measured in the lab only (docs/kvm-notes.md): now and then the
-		// boot vCPU resets and triple-faults while Linux sends INIT/SIPI to
-		// the others under TCG's emulated SVM. Such a boot runs once more;
-		// a second failure stands.
-		t.Logf("kvmlab: %d boot(s) triple-faulted during SMP bring-up, a known fault of the nested lab; running them again", len(again))
-		for name, b := range labBoots(t, again) {
-			out[name] = b
-		}
-	}
-	return out
-}
-
-// smpFlake is the lab's known fault: a triple fault while the guest
-// brings up its other vCPUs, before init.
-func smpFlake(out string) bool {
-	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") &&
-		strings.Contains(out, "Booting SMP configuration") && !strings.Contains(out, "Run /init")
-}
-
-// labBoots runs boots one after another in one lab.
-func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
-	t.Helper()
-	out := map[string]*Booted{}
-	spec := Spec{Files: map[string][]byte{}, Timeout: time.Duration(len(boots)+1) * bootBound}
-	var script strings.Builder
-	for i, b := range boots {
-		kp, ip := fmt.Sprintf("/g/%d.kernel", i), fmt.Sprintf("/g/%d.initrd", i)
-		for from, to := range map[string]string{b.Kernel: kp, b.Initrd: ip} {
-			data, err := os.ReadFile(from)
-			if err != nil {
-				t.Fatalf("kvmlab: %v", err)
-			}
-			spec.Files[to] = data
-		}
-		args := []string{"--kernel", kp, "--initrd", ip, "--cmdline", shQuote(b.Cmdline + " " + GuestCmdline(t))}
-		for _, a := range b.Args {
-			args = append(args, shQuote(a))
-		}
-		fmt.Fprintf(&script, "echo 'KVMLAB-BOOT %d'\ntimeout %d hv %s 2>&1\necho \"KVMLAB-BOOT-END %d $?\"\n",
-			i, int(bootBound.Seconds()), strings.Join(args, " "), i)
-	}
-	spec.Script = script.String()
-	res := Run(t, spec)
-	t.Logf("kvmlab: %d boots in %v", len(boots), res.Elapsed.Round(time.Second))
-	for i, b := range boots {
-		start := strings.Index(res.Console, fmt.Sprintf("KVMLAB-BOOT %d\n", i))
-		endTag := fmt.Sprintf("KVMLAB-BOOT-END %d ", i)
-		end := strings.Index(res.Console, endTag)
-		if start < 0 || end < start {
-			t.Fatalf("kvmlab: boot %s did not run to its end; console:\n%s", b.Name, tail(res.Console, 80))
-		}
-		bo := &Booted{Output: res.Console[start:end]}
-		fmt.Sscanf(res.Console[end+len(endTag):], "%d", &bo.Exit)
-		out[b.Name] = bo
-	}
-	return out
-}
-
-// Script runs a POSIX sh script with hv and xl on its PATH, where $G is
-// a directory holding files (name -> a file on this machine),
-// $XENO_STATE_DIR an empty state directory and $GUEST_EXTRA what a guest's
-// command line needs here: directly where /dev/kvm opens, else in the lab.
-// It returns what the script printed and its exit code.
-func Script(t testing.TB, why string, files map[string]string, script string) (string, int) {
-	t.Helper()
-	if why == "" {
-		g := t.TempDir()
-		for name, from := range files {
-			if err := os.Symlink(from, filepath.Join(g, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "sh", "-c", script)
-		cmd.Env = append(os.Environ(), "G="+g, "XENO_STATE_DIR="+t.TempDir(), "GUEST_EXTRA=",
-			"PATH="+filepath.Dir(testenv.Bin(t, "hv"))+":"+os.Getenv("PATH"))
-		out, _ := cmd.CombinedOutput()
-		return string(out), cmd.ProcessState.ExitCode()
-	}
-	t.Log(why)
-	spec := Spec{Files: map[string][]byte{}, Timeout: 10 * time.Minute}
-	for name, from := range files {
-		data, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatalf("kvmlab: %v", err)
-		}
-		spec.Files["/g/"+name] = data
-	}
-	spec.Script = "export G=/g XENO_STATE_DIR=/tmp/xeno GUEST_EXTRA=" + shQuote(GuestCmdline(t)) + "\n" + script
-	res := Run(t, spec)
-	t.Logf("kvmlab: script ran in %v", res.Elapsed.Round(time.Second))
-	return res.Console, res.Exit
-}
-
-// BusyboxInitramfs writes an uncompressed initramfs with the pinned static
-// busybox and an /init that runs script under busybox sh, with every
-// applet on the PATH.
-func BusyboxInitramfs(t testing.TB, script string) string {
-	t.Helper()
-	bb, err := Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	script = "#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n" + script
-	p := filepath.Join(t.TempDir(), "init.cpio")
-	err = images.AtomicWrite(p, 0o644, func(f *os.File) error {
-		return images.WriteInitramfs(f, []images.File{
-			{Path: "bin/busybox", Mode: 0o755, Data: bb},
-			{Path: "init", Mode: 0o755, Data: []byte(script)},
-		}, images.None, time.Unix(0, 0))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

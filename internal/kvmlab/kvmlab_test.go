@@ -1,0 +1,36 @@
+package kvmlab
+
+import (
+	"strings"
+	"testing"
+)
+
+// The console a caller streams stops at the exit marker, whatever the
+// write boundaries, and loses its carriage returns.
+func TestUntilExit(t *testing.T) {
+	in := "xeno-init: up\r\nhalf a li" + "ne\r\n" + exitMarker + "0\r\n[ 1.0] reboot: Power down\r\n"
+	for split := 1; split < len(in); split++ {
+		var b strings.Builder
+		u := &untilExit{w: &b}
+		u.Write([]byte(in[:split]))
+		u.Write([]byte(in[split:]))
+		if got, want := b.String(), "xeno-init: up\nhalf a line\n"; got != want {
+			t.Fatalf("split at %d: %q, want %q", split, got, want)
+		}
+	}
+}
+
+func TestQueueAndArgs(t *testing.T) {
+	tests, benches := queued("TestA/x\nTestA/y\nTestB\nBenchmarkC\nTestB\n")
+	if strings.Join(tests, ",") != "TestA,TestB" || strings.Join(benches, ",") != "BenchmarkC" {
+		t.Fatalf("queued: %v %v", tests, benches)
+	}
+	args := childArgs([]string{"-test.run=TestA", "-test.v=true", "-test.testlogfile", "/tmp/x", "-test.timeout=1m", "-test.bench=."})
+	if strings.Join(args, " ") != "-test.v=true -test.timeout=1m" {
+		t.Fatalf("childArgs: %q", args)
+	}
+	console := "--- PASS: TestA (1.0s)\n    --- PASS: TestB/sub (0.1s)\n--- SKIP: TestC (0.0s)\n=== RUN   TestB\n"
+	if got := unfinished(console, []string{"TestA", "TestB", "TestC", "TestD"}); strings.Join(got, ",") != "TestB,TestD" {
+		t.Fatalf("unfinished: %v", got)
+	}
+}

@@ -1,0 +1,228 @@
+package kvmlab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/testenv"
+	"github.com/xeno-hv/xeno/kernels/kerneltest"
+)
+
+// Need returns "" when tests may use /dev/kvm directly, and otherwise
+// says why they run in the lab. It skips the test when neither works.
+func Need(t testing.TB) (why string) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		return ""
+	}
+	if testing.Short() {
+		t.Skipf("no /dev/kvm (%v) and -short: the nested-KVM lab takes a minute", err)
+	}
+	testenv.RequireCmd(t, "qemu-system-x86_64")
+	return fmt.Sprintf("no /dev/kvm here (%v): running hv inside QEMU TCG with emulated AMD-V (internal/kvmlab)", err)
+}
+
+// labRun is Run for a test: hv and xl from XENO_BIN, a bound, and any
+// failure of the lab itself fails the test with the console's tail.
+func labRun(t testing.TB, spec Spec, bound time.Duration) *Result {
+	t.Helper()
+	spec.HV, spec.XL = testenv.Bin(t, "hv"), testenv.Bin(t, "xl")
+	spec.Recipe = kerneltest.MinimalRecipe()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	res, err := Run(ctx, spec)
+	if err != nil {
+		console := ""
+		if res != nil {
+			console = tail(res.Console, 60)
+		}
+		t.Fatalf("%v; console:\n%s", err, console)
+	}
+	return res
+}
+
+// guestCmdline is GuestCmdline for a test.
+func guestCmdline(t testing.TB) string {
+	c, err := GuestCmdline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Boot is one hv run: a kernel and initramfs from this machine's files.
+type Boot struct {
+	Name           string
+	Kernel, Initrd string
+	Cmdline        string
+	Args           []string // more hv flags
+}
+
+// Booted is how a Boot went: hv's console and log, and its exit code.
+type Booted struct {
+	Output string
+	Exit   int
+}
+
+const bootBound = 240 * time.Second
+
+// BootAll runs each boot under hv, one after another: directly where
+// /dev/kvm opens, else all in one lab (adding GuestCmdline). why is
+// Need's answer, "" for direct.
+func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
+	t.Helper()
+	out := map[string]*Booted{}
+	if why == "" {
+		for _, b := range boots {
+			ctx, cancel := context.WithTimeout(context.Background(), bootBound)
+			args := append([]string{"--kernel", b.Kernel, "--initrd", b.Initrd, "--cmdline", b.Cmdline}, b.Args...)
+			cmd := exec.CommandContext(ctx, testenv.Bin(t, "hv"), args...)
+			o, err := cmd.CombinedOutput()
+			cancel()
+			code := cmd.ProcessState.ExitCode()
+			if err != nil && code < 0 {
+				t.Fatalf("%s: hv: %v\n%s", b.Name, err, o)
+			}
+			out[b.Name] = &Booted{Output: string(o), Exit: code}
+		}
+		return out
+	}
+	t.Log(why)
+	out = labBoots(t, boots)
+	var again []Boot
+	for _, b := range boots {
+		if smpFlake(out[b.Name].Output) {
+			again = append(again, b)
+		}
+	}
+	if len(again) > 0 {
+		// Measured in the lab only (docs/kvm-notes.md): now and then the
+		// boot vCPU resets and triple-faults while Linux sends INIT/SIPI to
+		// the others under TCG's emulated SVM. Such a boot runs once more;
+		// a second failure stands.
+		t.Logf("kvmlab: %d boot(s) triple-faulted during SMP bring-up, a known fault of the nested lab; running them again", len(again))
+		for name, b := range labBoots(t, again) {
+			out[name] = b
+		}
+	}
+	return out
+}
+
+// smpFlake is the lab's known fault: a triple fault while the guest
+// brings up its other vCPUs, before init.
+func smpFlake(out string) bool {
+	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") &&
+		strings.Contains(out, "Booting SMP configuration") && !strings.Contains(out, "Run /init")
+}
+
+// labBoots runs boots one after another in one lab.
+func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
+	t.Helper()
+	out := map[string]*Booted{}
+	spec := Spec{Files: map[string][]byte{}}
+	var script strings.Builder
+	for i, b := range boots {
+		kp, ip := fmt.Sprintf("/g/%d.kernel", i), fmt.Sprintf("/g/%d.initrd", i)
+		for from, to := range map[string]string{b.Kernel: kp, b.Initrd: ip} {
+			data, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatalf("kvmlab: %v", err)
+			}
+			spec.Files[to] = data
+		}
+		args := []string{"--kernel", kp, "--initrd", ip, "--cmdline", shQuote(b.Cmdline + " " + guestCmdline(t))}
+		for _, a := range b.Args {
+			args = append(args, shQuote(a))
+		}
+		fmt.Fprintf(&script, "echo 'KVMLAB-BOOT %d'\ntimeout %d hv %s 2>&1\necho \"KVMLAB-BOOT-END %d $?\"\n",
+			i, int(bootBound.Seconds()), strings.Join(args, " "), i)
+	}
+	spec.Script = script.String()
+	res := labRun(t, spec, time.Duration(len(boots)+1)*bootBound)
+	t.Logf("kvmlab: %d boots in %v", len(boots), res.Elapsed.Round(time.Second))
+	for i, b := range boots {
+		start := strings.Index(res.Console, fmt.Sprintf("KVMLAB-BOOT %d\n", i))
+		endTag := fmt.Sprintf("KVMLAB-BOOT-END %d ", i)
+		end := strings.Index(res.Console, endTag)
+		if start < 0 || end < start {
+			t.Fatalf("kvmlab: boot %s did not run to its end; console:\n%s", b.Name, tail(res.Console, 80))
+		}
+		bo := &Booted{Output: res.Console[start:end]}
+		fmt.Sscanf(res.Console[end+len(endTag):], "%d", &bo.Exit)
+		out[b.Name] = bo
+	}
+	return out
+}
+
+// Script runs a POSIX sh script with hv and xl on its PATH, where $G is
+// a directory holding files (name -> a file on this machine),
+// $XENO_STATE_DIR an empty state directory and $GUEST_EXTRA what a guest's
+// command line needs here: directly where /dev/kvm opens, else in the lab.
+// It returns what the script printed and its exit code.
+func Script(t testing.TB, why string, files map[string]string, script string) (string, int) {
+	t.Helper()
+	if why == "" {
+		g := t.TempDir()
+		for name, from := range files {
+			if err := os.Symlink(from, filepath.Join(g, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "sh", "-c", script)
+		cmd.Env = append(os.Environ(), "G="+g, "XENO_STATE_DIR="+t.TempDir(), "GUEST_EXTRA=",
+			"PATH="+filepath.Dir(testenv.Bin(t, "hv"))+":"+os.Getenv("PATH"))
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	t.Log(why)
+	spec := Spec{Files: map[string][]byte{}}
+	for name, from := range files {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatalf("kvmlab: %v", err)
+		}
+		spec.Files["/g/"+name] = data
+	}
+	spec.Script = "export G=/g XENO_STATE_DIR=/tmp/xeno GUEST_EXTRA=" + shQuote(guestCmdline(t)) + "\n" + script
+	res := labRun(t, spec, 10*time.Minute)
+	t.Logf("kvmlab: script ran in %v", res.Elapsed.Round(time.Second))
+	return res.Console, res.Exit
+}
+
+// BusyboxInitramfs writes an uncompressed initramfs with the pinned static
+// busybox and an /init that runs script under busybox sh, with every
+// applet on the PATH.
+func BusyboxInitramfs(t testing.TB, script string) string {
+	t.Helper()
+	bb, err := Busybox(kerneltest.MinimalRecipe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	script = "#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n" + script
+	p := filepath.Join(t.TempDir(), "init.cpio")
+	err = images.AtomicWrite(p, 0o644, func(f *os.File) error {
+		return images.WriteInitramfs(f, []images.File{
+			{Path: "bin/busybox", Mode: 0o755, Data: bb},
+			{Path: "init", Mode: 0o755, Data: []byte(script)},
+		}, images.None, time.Unix(0, 0))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
