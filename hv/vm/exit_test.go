@@ -2,12 +2,16 @@ package vm
 
 import (
 	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/kvm"
+	"github.com/xeno-hv/xeno/hv/virtio"
 )
 
 // fakeExit is kvm_run after an exit, as handleExit reads it.
@@ -160,5 +164,42 @@ func TestHandleExitEnds(t *testing.T) {
 	}
 	if v.exit != nil {
 		t.Errorf("handleExit ended the domain itself: %+v", v.exit)
+	}
+}
+
+// TestVirtioOnBus: a virtio device added to the domain answers on its
+// window through handleExit, the next window is free, and an overlap with
+// a window already taken is refused.
+func TestVirtioOnBus(t *testing.T) {
+	v := testVM(t, abi.Interface{Major: 1, Minor: 2})
+	var err error
+	if v.mem, err = NewMemory(16 << 20); err != nil {
+		t.Fatal(err)
+	}
+	defer v.mem.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blk, err := virtio.NewBlock(f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noIRQ := func(uint32) func(bool) { return func(bool) {} }
+	if err := v.addVirtio("test disk", blk, noIRQ); err != nil {
+		t.Fatal(err)
+	}
+	d := make([]byte, 4)
+	v.handleExit(&fakeExit{reason: kvm.ExitMMIO, mmio: kvm.MMIO{Addr: virtioAddr(0) + virtio.RegDeviceID, Data: d}})
+	if binary.LittleEndian.Uint32(d) != virtio.DeviceIDBlock {
+		t.Errorf("device ID register read % x", d)
+	}
+	if _, _, ok := v.dev.mmio.Find(virtioAddr(1)); ok {
+		t.Error("a device behind the second window")
+	}
+	err = v.dev.mmio.Add("intruder", virtioAddr(0)+0x800, 0x1000, &mmioRec{})
+	if err == nil || !strings.Contains(err.Error(), "virtio-mmio 0 (test disk)") {
+		t.Errorf("overlap: %v", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 type devices struct {
 	pio, mmio bus.Bus
 	pm        *acpi.PM
-	virtio    []*virtio.Block // device i at virtioAddr(i), on virtioIRQ(i)
+	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
 	files     []*os.File
 }
 
@@ -77,15 +77,28 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}
 		d.files = append(d.files, f)
-		b, err := virtio.NewBlock(v.mem, f, disk.ReadOnly, irq(virtioIRQ(i)))
+		b, err := virtio.NewBlock(f, disk.ReadOnly)
 		if err != nil {
 			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}
-		if err := d.mmio.Add(fmt.Sprintf("virtio-mmio %d (disk %s)", i, disk.Path), virtioAddr(i), virtioSize, b); err != nil {
-			return fmt.Errorf("vm: MMIO bus: %w", err)
+		if err := v.addVirtio(fmt.Sprintf("disk %s", disk.Path), b, irq); err != nil {
+			return err
 		}
-		d.virtio = append(d.virtio, b)
 	}
+	return nil
+}
+
+// addVirtio puts dev on the next virtio-mmio window.
+func (v *VM) addVirtio(name string, dev virtio.Device, irq func(gsi uint32) func(level bool)) error {
+	i := len(v.dev.virtio)
+	t, err := virtio.NewMMIO(v.mem, dev, irq(virtioIRQ(i)))
+	if err != nil {
+		return fmt.Errorf("vm: virtio %d (%s): %w", i, name, err)
+	}
+	if err := v.dev.mmio.Add(fmt.Sprintf("virtio-mmio %d (%s)", i, name), virtioAddr(i), virtioSize, t); err != nil {
+		return fmt.Errorf("vm: MMIO bus: %w", err)
+	}
+	v.dev.virtio = append(v.dev.virtio, t)
 	return nil
 }
 
