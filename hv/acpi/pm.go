@@ -33,24 +33,30 @@ const (
 	cntWritable    = SlpTypMask | BmRld
 )
 
-// PM is the PM1a event and control register blocks at the FADT's ports
-// (PM1aEvt: PM1_STS then PM1_EN; PM1aCnt: PM1_CNT). It is safe for
-// concurrent use: the vCPU does port I/O while the control socket presses
-// the power button.
+// PM is the PM1a event and control register blocks at the FADT's ports,
+// as one window of PM1aLen bytes from PM1aEvt: PM1_STS, PM1_EN, PM1_CNT.
+// It is safe for concurrent use: the vCPU does port I/O while the control
+// socket presses the power button.
 type PM struct {
-	mu       sync.Mutex
-	sci      func(level bool)
-	onSleep  func(slpTyp int)
-	evt, cnt uint16
+	mu      sync.Mutex
+	sci     func(level bool)
+	onSleep func(slpTyp int)
 
 	sts, en, ctl uint16
 	sciLevel     bool
 }
 
-// NewPM returns the PM1 block at the default ports. sci drives the SCI
-// line (level, active high; called only on change); onSleep is called,
-// without the PM's lock held, when the guest writes SLP_EN with the
-// SLP_TYP it wrote (S5SlpTyp for soft-off).
+// Offsets in the window.
+const (
+	offSts = 0
+	offEn  = 2
+	offCnt = PM1aCnt - PM1aEvt
+)
+
+// NewPM returns the PM1 block. sci drives the SCI line (level, active
+// high; called only on change); onSleep is called, without the PM's lock
+// held, when the guest writes SLP_EN with the SLP_TYP it wrote (S5SlpTyp
+// for soft-off).
 func NewPM(sci func(level bool), onSleep func(slpTyp int)) *PM {
 	if sci == nil {
 		sci = func(bool) {}
@@ -58,32 +64,27 @@ func NewPM(sci func(level bool), onSleep func(slpTyp int)) *PM {
 	if onSleep == nil {
 		onSleep = func(int) {}
 	}
-	return &PM{sci: sci, onSleep: onSleep, evt: PM1aEvt, cnt: PM1aCnt, ctl: SCIEn}
+	return &PM{sci: sci, onSleep: onSleep, ctl: SCIEn}
 }
 
-// Owns reports whether port belongs to the PM1 blocks.
-func (p *PM) Owns(port uint16) bool {
-	return port >= p.evt && port < p.evt+4 || port >= p.cnt && port < p.cnt+2
-}
-
-// Read returns size (1, 2 or 4) bytes from port, little-endian; bytes
-// outside the blocks read as 0xff, like an unclaimed ISA port.
-func (p *PM) Read(port uint16, size int) uint32 {
+// Read serves a guest read of len(data) bytes at offset off of the
+// window, decoded byte by byte; bytes beyond the window read as 0xff,
+// like an unclaimed ISA port.
+func (p *PM) Read(off uint64, data []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var v uint32
-	for i := 0; i < size && i < 4; i++ {
-		v |= uint32(p.readByte(port+uint16(i))) << (8 * i)
+	for i := range data {
+		data[i] = p.readByte(off + uint64(i))
 	}
-	return v
 }
 
-// Write stores size bytes of v at port. A write of SLP_EN calls onSleep.
-func (p *PM) Write(port uint16, size int, v uint32) {
+// Write serves a guest write at offset off of the window. A write of
+// SLP_EN calls onSleep.
+func (p *PM) Write(off uint64, data []byte) {
 	p.mu.Lock()
 	sleep := -1
-	for i := 0; i < size && i < 4; i++ {
-		if typ := p.writeByte(port+uint16(i), byte(v>>(8*i))); typ >= 0 {
+	for i, b := range data {
+		if typ := p.writeByte(off+uint64(i), b); typ >= 0 {
 			sleep = typ
 		}
 	}
@@ -117,32 +118,32 @@ func byteOf(r uint16, hi bool) byte {
 	return byte(r)
 }
 
-func (p *PM) readByte(port uint16) byte {
-	switch {
-	case port >= p.evt && port < p.evt+2:
-		return byteOf(p.sts, port == p.evt+1)
-	case port >= p.evt+2 && port < p.evt+4:
-		return byteOf(p.en, port == p.evt+3)
-	case port >= p.cnt && port < p.cnt+2:
-		return byteOf(p.ctl, port == p.cnt+1) // SLP_EN is never stored
+func (p *PM) readByte(off uint64) byte {
+	switch off {
+	case offSts, offSts + 1:
+		return byteOf(p.sts, off == offSts+1)
+	case offEn, offEn + 1:
+		return byteOf(p.en, off == offEn+1)
+	case offCnt, offCnt + 1:
+		return byteOf(p.ctl, off == offCnt+1) // SLP_EN is never stored
 	}
 	return 0xff
 }
 
 // writeByte applies one byte and returns the SLP_TYP to enter, or -1.
-func (p *PM) writeByte(port uint16, b byte) int {
+func (p *PM) writeByte(off uint64, b byte) int {
 	shift := uint16(0)
-	if port == p.evt+1 || port == p.evt+3 || port == p.cnt+1 {
+	if off == offSts+1 || off == offEn+1 || off == offCnt+1 {
 		shift = 8
 	}
 	v := uint16(b) << shift
 	mask := uint16(0xff) << shift
-	switch {
-	case port >= p.evt && port < p.evt+2:
+	switch off {
+	case offSts, offSts + 1:
 		p.sts &^= v & stsImplemented // write 1 to clear
-	case port >= p.evt+2 && port < p.evt+4:
+	case offEn, offEn + 1:
 		p.en = p.en&^mask | v&mask&enImplemented
-	case port >= p.cnt && port < p.cnt+2:
+	case offCnt, offCnt + 1:
 		p.ctl = p.ctl&^(mask&cntWritable) | v&mask&cntWritable | SCIEn
 		if v&SlpEn != 0 {
 			return int(p.ctl&SlpTypMask) >> SlpTypShift

@@ -16,6 +16,8 @@ import (
 const (
 	PM1aEvt = 0x600 // PM1a_EVT_BLK: PM1_STS (2 bytes) then PM1_EN (2 bytes)
 	PM1aCnt = 0x604 // PM1a_CNT_BLK: PM1_CNT (2 bytes)
+	// PM1aLen is PM's window from PM1aEvt: the two blocks are adjacent.
+	PM1aLen = PM1aCnt + 2 - PM1aEvt
 	SCIIRQ  = 9
 
 	// S5SlpTyp is the SLP_TYP value that \_S5 tells the OS to write to

@@ -26,12 +26,13 @@ func FuzzUART(f *testing.F) {
 			prog = prog[2:]
 			switch op % 3 {
 			case 0:
-				u.Read(arg)
+				var b [4]byte
+				u.Read(uint64(arg), b[:1+arg>>6])
 			case 1:
 				if len(prog) == 0 {
 					return
 				}
-				u.Write(arg, prog[0])
+				u.Write(uint64(arg), prog[:1])
 				prog = prog[1:]
 			case 2:
 				n := min(int(arg)*32, len(prog)*64)

@@ -87,7 +87,7 @@ type UART struct {
 	dll, dlm                byte
 	lsrErr                  byte // overrun, cleared by reading LSR
 	msr                     byte // status bits (4-7) and deltas (0-3)
-	thrPending              bool // THRE interrupt latched, see Read(RegIIR)
+	thrPending              bool // THRE interrupt latched, see read(RegIIR)
 	irqLevel                bool
 
 	rx     [RxFIFOSize]byte
@@ -111,8 +111,14 @@ func New(out io.Writer, irq func(level bool)) *UART {
 	return u
 }
 
-// Read returns the register at port offset off (0-7).
-func (u *UART) Read(off uint8) byte {
+// Read serves a guest read at port offset off (0-7): the register in
+// data[0], zeros in the bytes of a wider access.
+func (u *UART) Read(off uint64, data []byte) {
+	clear(data)
+	data[0] = u.read(uint8(off))
+}
+
+func (u *UART) read(off uint8) byte {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var v byte
@@ -161,8 +167,11 @@ func (u *UART) Read(off uint8) byte {
 	return v
 }
 
-// Write sets the register at port offset off (0-7).
-func (u *UART) Write(off uint8, v byte) {
+// Write serves a guest write at port offset off (0-7); only data[0]
+// reaches the 8-bit register.
+func (u *UART) Write(off uint64, data []byte) { u.write(uint8(off), data[0]) }
+
+func (u *UART) write(off uint8, v byte) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch off & 7 {

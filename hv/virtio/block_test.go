@@ -31,7 +31,7 @@ const (
 type rig struct {
 	t     testing.TB
 	mem   ram
-	dev   *Block
+	dev   *MMIO
 	file  string
 	irq   bool
 	avail uint16
@@ -70,8 +70,19 @@ func newRig(t testing.TB, sectors int, ro bool) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	r := &rig{t: t, mem: make(ram, ramSize), file: path}
-	r.dev, err = NewBlock(r.mem, f, ro, func(l bool) {
+	blk, err := NewBlock(f, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTransportRig(t, blk, path)
+}
+
+// newTransportRig puts dev on a transport over fresh test RAM.
+func newTransportRig(t testing.TB, dev Device, file string) *rig {
+	t.Helper()
+	r := &rig{t: t, mem: make(ram, ramSize), file: file}
+	var err error
+	r.dev, err = NewMMIO(r.mem, dev, func(l bool) {
 		if l == r.irq {
 			t.Fatalf("irq(%v) without a change", l)
 		}

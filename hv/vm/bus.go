@@ -6,23 +6,25 @@ import (
 	"io"
 	"sync"
 
-	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/acpi"
+	"github.com/xeno-hv/xeno/hv/bus"
 )
 
 // Fixed platform resources.
 const (
-	com1Base    = 0x3f8
-	uartIRQ     = 4
-	ioapicAddr  = 0xfec00000
-	lapicAddr   = 0xfee00000
-	virtioBase  = 0xd0000000
-	virtioSize  = 0x1000
-	virtioIRQ0  = 5
-	maxVirtio   = 8 // IRQs 5-8 and 10-13, see virtioIRQ
-	allOnes     = 0xff
-	portPCIAddr = 0xcf8
+	com1Base   = 0x3f8
+	uartIRQ    = 4
+	ioapicAddr = 0xfec00000
+	lapicAddr  = 0xfee00000
+	virtioBase = 0xd0000000
+	virtioSize = 0x1000
+	virtioIRQ0 = 5
+	maxVirtio  = 8 // IRQs 5-8 and 10-13, see virtioIRQ
+	allOnes    = 0xff
 )
+
+// virtioAddr is the base of virtio device i's MMIO window.
+func virtioAddr(i int) uint64 { return virtioBase + uint64(i)*virtioSize }
 
 // virtioIRQ is the IOAPIC input of virtio device i: 5, 6, 7, 8, then 10
 // onwards, skipping the SCI on 9.
@@ -34,20 +36,37 @@ func virtioIRQ(i int) uint32 {
 	return irq
 }
 
-// silentPorts are probed by Linux on every boot and have nothing behind
-// them here; they read as all ones without a log line.
-func silentPort(port uint16) bool {
-	switch {
-	case port == 0x61, port == 0x80, port == 0xed, port == 0x87:
-	case port >= 0xcf8 && port <= 0xcff: // PCI config: no PCI bus
-	case port >= 0x2f8 && port <= 0x2ff, port >= 0x3e8 && port <= 0x3ef, port >= 0x2e8 && port <= 0x2ef: // COM2-4
-	case port >= 0x3f0 && port <= 0x3f7: // floppy
-	case port >= 0x278 && port <= 0x27f, port >= 0x378 && port <= 0x37f: // LPT
-	case port >= 0x3b0 && port <= 0x3df: // VGA
-	default:
-		return false
+// silent is an address range that Linux probes on every boot with
+// nothing behind it here: it reads as all ones, like an unclaimed port,
+// without a log line.
+type silent struct{}
+
+func (silent) Read(_ uint64, d []byte) { fill(d, allOnes) }
+func (silent) Write(uint64, []byte)    {}
+
+// silentPorts are the port ranges served by silent.
+func silentPorts() []portDevice {
+	return []portDevice{
+		{"port 0x61 (PC speaker)", 0x61, 1, silent{}},
+		{"port 0x80 (POST code)", 0x80, 1, silent{}},
+		{"port 0x87 (DMA page)", 0x87, 1, silent{}},
+		{"port 0xed (I/O delay)", 0xed, 1, silent{}},
+		{"PCI config (no PCI bus)", 0xcf8, 8, silent{}},
+		{"COM2", 0x2f8, 8, silent{}},
+		{"COM3", 0x3e8, 8, silent{}},
+		{"COM4", 0x2e8, 8, silent{}},
+		{"floppy", 0x3f0, 8, silent{}},
+		{"LPT2", 0x278, 8, silent{}},
+		{"LPT1", 0x378, 8, silent{}},
+		{"VGA", 0x3b0, 0x30, silent{}},
 	}
-	return true
+}
+
+// portDevice is a device and its window on the port bus.
+type portDevice struct {
+	name       string
+	base, size uint64
+	dev        bus.Device
 }
 
 // unknownLog reports each unknown port or address once.
@@ -84,58 +103,25 @@ func fill(d []byte, v byte) {
 	}
 }
 
-func (v *VM) portIn(port uint16, d []byte) {
-	switch {
-	case port >= com1Base && port < com1Base+8:
-		d[0] = v.uart.Read(uint8(port - com1Base))
-		fill(d[1:], 0)
-	case port == 0x60 || port == 0x64:
-		d[0] = v.i8042.read(port)
-		fill(d[1:], 0)
-	case port == 0x70 || port == 0x71:
-		d[0] = v.rtc.read(port)
-		fill(d[1:], 0)
-	case port >= abi.PortFirst && port <= abi.PortLast:
-		v.xeno.in(port, d)
-	case v.dev.pmIn(port, d):
-	case silentPort(port):
-		fill(d, allOnes)
-	default:
-		v.unk.once("port", uint64(port), false, len(d))
-		fill(d, allOnes)
+// access serves one guest access of d at addr on b. An address with no
+// device behind it is logged once and reads as all ones.
+func (v *VM) access(b *bus.Bus, kind string, addr uint64, d []byte, write bool) {
+	if len(d) == 0 {
+		return // devices take 1 to 8 bytes; KVM never exits with fewer
 	}
-}
-
-func (v *VM) portOut(port uint16, d []byte) {
-	switch {
-	case port >= com1Base && port < com1Base+8:
-		v.uart.Write(uint8(port-com1Base), d[0])
-	case port == 0x60 || port == 0x64:
-		v.i8042.write(port, d[0])
-	case port == 0x70 || port == 0x71:
-		v.rtc.write(port, d[0])
-	case port >= abi.PortFirst && port <= abi.PortLast:
-		v.xeno.out(port, d)
-	case v.dev.pmOut(port, d):
-	case silentPort(port):
-	default:
-		v.unk.once("port", uint64(port), true, len(d))
+	var ok bool
+	if write {
+		ok = b.Write(addr, d)
+	} else {
+		ok = b.Read(addr, d)
 	}
-}
-
-func (v *VM) mmioRead(addr uint64, d []byte) {
-	if v.dev.mmio(addr, d, false) {
+	if ok {
 		return
 	}
-	v.unk.once("mmio", addr, false, len(d))
-	fill(d, allOnes)
-}
-
-func (v *VM) mmioWrite(addr uint64, d []byte) {
-	if v.dev.mmio(addr, d, true) {
-		return
+	v.unk.once(kind, addr, write, len(d))
+	if !write {
+		fill(d, allOnes)
 	}
-	v.unk.once("mmio", addr, true, len(d))
 }
 
 // le32 reads up to 4 bytes of a port access as a number.

@@ -76,26 +76,49 @@ func (k *i8042) write(port uint16, v byte) {
 	k.mu.Unlock()
 }
 
+// i8042Port is one of the controller's two ports on the port bus. They
+// are not adjacent (0x61 between them is the PC speaker's), so each is a
+// window of its own.
+type i8042Port struct {
+	k    *i8042
+	port uint16
+}
+
+func (p i8042Port) Read(_ uint64, d []byte) {
+	clear(d)
+	d[0] = p.k.read(p.port)
+}
+
+func (p i8042Port) Write(_ uint64, d []byte) { p.k.write(p.port, d[0]) }
+
 // rtc is a read-only MC146818 CMOS clock giving the host's UTC time, so
-// that Linux's clock read does not spin on a missing chip.
+// that Linux's clock read does not spin on a missing chip. Its window is
+// the index port (0x70) and the data port (0x71).
 type rtc struct {
 	mu  sync.Mutex
 	idx byte
 }
 
-func (r *rtc) write(port uint16, v byte) {
-	if port == 0x70 {
+const rtcIndex, rtcData = 0, 1 // offsets in the window
+
+func (r *rtc) Write(off uint64, d []byte) {
+	if off == rtcIndex {
 		r.mu.Lock()
-		r.idx = v & 0x7f
+		r.idx = d[0] & 0x7f
 		r.mu.Unlock()
 	}
 }
 
-func (r *rtc) read(port uint16) byte {
+func (r *rtc) Read(off uint64, d []byte) {
+	clear(d)
+	d[0] = r.read(off)
+}
+
+func (r *rtc) read(off uint64) byte {
 	r.mu.Lock()
 	idx := r.idx
 	r.mu.Unlock()
-	if port == 0x70 {
+	if off != rtcData {
 		return 0xff
 	}
 	bcd := func(n int) byte { return byte(n/10<<4 | n%10) }

@@ -5,50 +5,21 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/acpi"
+	"github.com/xeno-hv/xeno/hv/bus"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/uart"
 	"github.com/xeno-hv/xeno/hv/virtio"
 )
 
-// devices are the platform devices behind the ACPI tables: the PM1 block
-// (poweroff, power button) and the virtio-mmio disks.
+// devices are the domain's devices on its two buses; the PM1 block and the
+// virtio-mmio disks are also announced in the ACPI tables.
 type devices struct {
-	pm     *acpi.PM
-	blocks []*virtio.Block // device i at virtioBase + i*virtioSize
-	files  []*os.File
-}
-
-func (d *devices) pmIn(port uint16, b []byte) bool {
-	if d.pm == nil || !d.pm.Owns(port) {
-		return false
-	}
-	put32(b, d.pm.Read(port, len(b)))
-	return true
-}
-
-func (d *devices) pmOut(port uint16, b []byte) bool {
-	if d.pm == nil || !d.pm.Owns(port) {
-		return false
-	}
-	d.pm.Write(port, len(b), le32(b))
-	return true
-}
-
-func (d *devices) mmio(addr uint64, b []byte, write bool) bool {
-	if addr < virtioBase {
-		return false
-	}
-	i := (addr - virtioBase) / virtioSize
-	if i >= uint64(len(d.blocks)) {
-		return false
-	}
-	off := (addr - virtioBase) % virtioSize
-	if write {
-		d.blocks[i].Write(off, b)
-	} else {
-		d.blocks[i].Read(off, b)
-	}
-	return true
+	pio, mmio bus.Bus
+	pm        *acpi.PM
+	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
+	files     []*os.File
 }
 
 func (d *devices) close() {
@@ -57,37 +28,90 @@ func (d *devices) close() {
 	}
 }
 
-// setupPlatform creates the PM block, builds the ACPI tables at acpiBase
-// and returns their size and the RSDP address.
-func (v *VM) setupPlatform() (uint64, uint64, error) {
-	v.dev.pm = acpi.NewPM(v.irq(acpi.SCIIRQ), func(slpTyp int) {
+// addDevices creates the devices and puts them on the buses; irq(gsi)
+// drives interrupt line gsi.
+func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
+	d := &v.dev
+	v.uart = uart.New(v.cfg.Console, irq(uartIRQ))
+	kbc := &i8042{reset: func() { v.stop(control.ReasonReboot, "i8042 reset (0xfe to port 0x64)") }}
+	d.pm = acpi.NewPM(irq(acpi.SCIIRQ), func(slpTyp int) {
 		if slpTyp == acpi.S5SlpTyp {
 			v.stop(control.ReasonPoweroff, "ACPI S5 (PM1a_CNT SLP_EN)")
 			return
 		}
 		v.logf("ignoring ACPI sleep to SLP_TYP %d: only S5 (%d) is supported", slpTyp, acpi.S5SlpTyp)
 	})
-	cfg := acpi.Config{CPUs: v.cfg.VCPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr, I8042: true}
-	if len(v.cfg.Disks) > maxVirtio {
-		return 0, 0, fmt.Errorf("vm: %d disks, at most %d", len(v.cfg.Disks), maxVirtio)
+	xeno := newXenoPorts(v.cfg, v.started, xenoHooks{
+		stop:    v.stop,
+		console: v.consoleWrite,
+		bootTimer: func(ns int64) {
+			v.bootTimer.Store(ns)
+			v.logf("boot-timer: %.1f µs since start", float64(ns)/1e3)
+		},
+		badShutdown: func(reason byte) { v.unk.once("shutdown-reason", uint64(reason), true, 1) },
+	})
+	ports := append([]portDevice{
+		{"COM1", com1Base, 8, v.uart},
+		{"i8042 data", 0x60, 1, i8042Port{kbc, 0x60}},
+		{"i8042 command", 0x64, 1, i8042Port{kbc, 0x64}},
+		{"RTC", 0x70, 2, &rtc{}},
+		{"xeno ports", abi.PortFirst, abi.PortLast - abi.PortFirst + 1, xeno},
+		{"ACPI PM1a", acpi.PM1aEvt, acpi.PM1aLen, d.pm},
+	}, silentPorts()...)
+	for _, p := range ports {
+		if err := d.pio.Add(p.name, p.base, p.size, p.dev); err != nil {
+			return fmt.Errorf("vm: port bus: %w", err)
+		}
 	}
-	for i, d := range v.cfg.Disks {
+
+	if len(v.cfg.Disks) > maxVirtio {
+		return fmt.Errorf("vm: %d disks, at most %d", len(v.cfg.Disks), maxVirtio)
+	}
+	for i, disk := range v.cfg.Disks {
 		flag := os.O_RDWR
-		if d.ReadOnly {
+		if disk.ReadOnly {
 			flag = os.O_RDONLY
 		}
-		f, err := os.OpenFile(d.Path, flag, 0)
+		f, err := os.OpenFile(disk.Path, flag, 0)
 		if err != nil {
-			return 0, 0, fmt.Errorf("vm: disk %d: %w", i, err)
+			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}
-		v.dev.files = append(v.dev.files, f)
-		b, err := virtio.NewBlock(v.mem, f, d.ReadOnly, v.irq(virtioIRQ(i)))
+		d.files = append(d.files, f)
+		b, err := virtio.NewBlock(f, disk.ReadOnly)
 		if err != nil {
-			return 0, 0, fmt.Errorf("vm: disk %d: %w", i, err)
+			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}
-		v.dev.blocks = append(v.dev.blocks, b)
+		if err := v.addVirtio(fmt.Sprintf("disk %s", disk.Path), b, irq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addVirtio puts dev on the next virtio-mmio window.
+func (v *VM) addVirtio(name string, dev virtio.Device, irq func(gsi uint32) func(level bool)) error {
+	i := len(v.dev.virtio)
+	t, err := virtio.NewMMIO(v.mem, dev, irq(virtioIRQ(i)))
+	if err != nil {
+		return fmt.Errorf("vm: virtio %d (%s): %w", i, name, err)
+	}
+	if err := v.dev.mmio.Add(fmt.Sprintf("virtio-mmio %d (%s)", i, name), virtioAddr(i), virtioSize, t); err != nil {
+		return fmt.Errorf("vm: MMIO bus: %w", err)
+	}
+	v.dev.virtio = append(v.dev.virtio, t)
+	return nil
+}
+
+// setupPlatform creates the devices, builds the ACPI tables at acpiBase
+// and returns their size and the RSDP address.
+func (v *VM) setupPlatform() (uint64, uint64, error) {
+	if err := v.addDevices(v.irq); err != nil {
+		return 0, 0, err
+	}
+	cfg := acpi.Config{CPUs: v.cfg.VCPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr, I8042: true}
+	for i := range v.dev.virtio {
 		cfg.Virtio = append(cfg.Virtio, acpi.MMIODevice{
-			Base: virtioBase + uint64(i)*virtioSize, Size: virtioSize, IRQ: virtioIRQ(i)})
+			Base: virtioAddr(i), Size: virtioSize, IRQ: virtioIRQ(i)})
 	}
 	blob, rsdp, err := acpi.Build(cfg, acpiBase)
 	if err != nil {

@@ -69,12 +69,9 @@ type VM struct {
 	load  LoadInfo
 	e820  []E820Entry
 
-	uart  *uart.UART
-	i8042 i8042
-	rtc   rtc
-	xeno  *xenoPorts
-	dev   devices
-	unk   unknownLog
+	uart *uart.UART
+	dev  devices
+	unk  unknownLog
 
 	consoleMu sync.Mutex
 	bpOnce    sync.Once
@@ -146,9 +143,6 @@ func New(cfg Config) (_ *VM, err error) {
 		}
 	}
 
-	v.uart = uart.New(cfg.Console, v.irq(4))
-	v.i8042.reset = func() { v.stop(control.ReasonReboot, "i8042 reset (0xfe to port 0x64)") }
-	v.xeno = newXenoPorts(v)
 	acpiSize, rsdp, err := v.setupPlatform()
 	if err != nil {
 		return nil, err
@@ -476,74 +470,8 @@ func (v *VM) runVCPU(c *vcpu) {
 			v.crash(c, fmt.Sprintf("KVM_RUN failed: %v", err))
 			return
 		}
-		if !v.handleExit(c) {
+		if !v.act(c, v.handleExit(c.c)) {
 			return
 		}
 	}
-}
-
-// handleExit serves one VM exit; false ends the vCPU.
-func (v *VM) handleExit(c *vcpu) bool {
-	switch r := c.c.ExitReason(); r {
-	case kvm.ExitIO:
-		io, ok := c.c.IO()
-		if !ok {
-			v.crash(c, "KVM_EXIT_IO with a data window outside kvm_run")
-			return false
-		}
-		for i := 0; i < io.Count; i++ {
-			d := io.Data[i*io.Size : (i+1)*io.Size]
-			if io.Out {
-				v.portOut(io.Port, d)
-			} else {
-				v.portIn(io.Port, d)
-			}
-		}
-	case kvm.ExitMMIO:
-		m := c.c.MMIO()
-		if m.Write {
-			v.mmioWrite(m.Addr, m.Data)
-		} else {
-			v.mmioRead(m.Addr, m.Data)
-		}
-	case kvm.ExitHLT:
-		// Only without an in-kernel LAPIC; nothing will wake this vCPU.
-		v.crash(c, "vCPU halted with no interrupt source")
-		return false
-	case kvm.ExitShutdown:
-		v.crash(c, "triple fault (KVM_EXIT_SHUTDOWN)")
-		return false
-	case kvm.ExitInternalError:
-		sub, data := c.c.InternalError()
-		if sub == kvm.InternalErrorEmulation && v.emulateRejected(c) {
-			return true
-		}
-		why := fmt.Sprintf("KVM internal error, suberror %d", sub)
-		if sub == kvm.InternalErrorEmulation {
-			why = "instruction rejected by KVM's emulator (KVM_INTERNAL_ERROR_EMULATION)"
-		}
-		if len(data) > 0 {
-			why += fmt.Sprintf(", data %x", data)
-		}
-		v.crash(c, why)
-		return false
-	case kvm.ExitFailEntry:
-		v.crash(c, fmt.Sprintf("VM entry failed, hardware reason %#x", c.c.FailEntry()))
-		return false
-	case kvm.ExitSystemEvent:
-		switch t := c.c.SystemEvent(); t {
-		case 1:
-			v.stop(control.ReasonPoweroff, "KVM system event: shutdown")
-		case 2:
-			v.stop(control.ReasonReboot, "KVM system event: reset")
-		default:
-			v.crash(c, fmt.Sprintf("KVM system event %d", t))
-		}
-		return false
-	case kvm.ExitIntr:
-	default:
-		v.crash(c, fmt.Sprintf("unexpected KVM exit reason %d", r))
-		return false
-	}
-	return true
 }

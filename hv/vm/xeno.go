@@ -11,10 +11,13 @@ import (
 
 // xenoPorts serves the xeno I/O ports (docs/abi.md) exactly as the
 // admitted interface defines them: a port whose feature the interface
-// lacks behaves as if nothing were there.
+// lacks behaves as if nothing were there. Its window is abi.PortFirst to
+// abi.PortLast.
 type xenoPorts struct {
-	v        *VM
+	cfg      Config    // the build and the domain the info port describes
+	started  time.Time // domain creation, for the uptime item
 	admitted abi.Interface
+	hooks    xenoHooks
 
 	mu  sync.Mutex
 	sel int
@@ -24,8 +27,16 @@ type xenoPorts struct {
 	bootOnce sync.Once
 }
 
-func newXenoPorts(v *VM) *xenoPorts {
-	return &xenoPorts{v: v, admitted: v.cfg.Admitted, sel: -1}
+// xenoHooks are what the ports do to the domain.
+type xenoHooks struct {
+	stop        func(reason, detail string) // the shutdown port
+	console     func(p []byte)              // the console port
+	bootTimer   func(ns int64)              // the first boot-timer write, ns since cfg.Start
+	badShutdown func(reason byte)           // a shutdown reason the ABI does not define
+}
+
+func newXenoPorts(cfg Config, started time.Time, h xenoHooks) *xenoPorts {
+	return &xenoPorts{cfg: cfg, started: started, admitted: cfg.Admitted, hooks: h, sel: -1}
 }
 
 func (x *xenoPorts) has(f abi.Feature) bool { return abi.Has(x.admitted, f) }
@@ -33,7 +44,7 @@ func (x *xenoPorts) has(f abi.Feature) bool { return abi.Has(x.admitted, f) }
 // item returns the bytes of selector sel, or false if the admitted
 // interface does not define it.
 func (x *xenoPorts) item(sel int) ([]byte, bool) {
-	b := x.v.cfg.Build
+	b := x.cfg.Build
 	switch sel {
 	case abi.SelSignature:
 		return []byte("XenoHV"), true
@@ -48,24 +59,25 @@ func (x *xenoPorts) item(sel int) ([]byte, bool) {
 	case abi.SelCaps:
 		return []byte(b.Caps()), true
 	case abi.SelUUID:
-		return []byte(x.v.cfg.UUID), true
+		return []byte(x.cfg.UUID), true
 	case abi.SelName:
-		return []byte(x.v.cfg.Name), true
+		return []byte(x.cfg.Name), true
 	case abi.SelInterface:
 		s := x.admitted.Short()
-		if x.v.cfg.Compat {
+		if x.cfg.Compat {
 			s += " compat"
 		}
 		return []byte(s), true
 	case abi.SelUptime:
 		if x.has(abi.FeatInfoUptime) {
-			return []byte(strconv.FormatInt(time.Since(x.v.started).Nanoseconds(), 10)), true
+			return []byte(strconv.FormatInt(time.Since(x.started).Nanoseconds(), 10)), true
 		}
 	}
 	return nil, false
 }
 
-func (x *xenoPorts) in(port uint16, d []byte) {
+func (x *xenoPorts) Read(off uint64, d []byte) {
+	port := abi.PortFirst + uint16(off)
 	if !x.has(abi.FeatInfo) || (port != abi.PortInfoData && port != abi.PortInfoLen) {
 		fill(d, allOnes)
 		return
@@ -94,8 +106,8 @@ func (x *xenoPorts) in(port uint16, d []byte) {
 	}
 }
 
-func (x *xenoPorts) out(port uint16, d []byte) {
-	switch port {
+func (x *xenoPorts) Write(off uint64, d []byte) {
+	switch abi.PortFirst + uint16(off) {
 	case abi.PortInfoSelect:
 		if !x.has(abi.FeatInfo) {
 			return
@@ -110,7 +122,7 @@ func (x *xenoPorts) out(port uint16, d []byte) {
 		x.mu.Unlock()
 	case abi.PortConsole:
 		if x.has(abi.FeatConsole) {
-			x.v.consoleWrite(d[:1])
+			x.hooks.console(d[:1])
 		}
 	case abi.PortShutdown:
 		if !x.has(abi.FeatShutdown) {
@@ -118,23 +130,19 @@ func (x *xenoPorts) out(port uint16, d []byte) {
 		}
 		switch d[0] {
 		case abi.ShutdownPoweroff:
-			x.v.stop(control.ReasonPoweroff, "shutdown port: poweroff")
+			x.hooks.stop(control.ReasonPoweroff, "shutdown port: poweroff")
 		case abi.ShutdownReboot:
-			x.v.stop(control.ReasonReboot, "shutdown port: reboot")
+			x.hooks.stop(control.ReasonReboot, "shutdown port: reboot")
 		case abi.ShutdownCrash:
-			x.v.stop(control.ReasonCrash, "shutdown port: the guest reported a crash")
+			x.hooks.stop(control.ReasonCrash, "shutdown port: the guest reported a crash")
 		default:
-			x.v.unk.once("shutdown-reason", uint64(d[0]), true, 1)
+			x.hooks.badShutdown(d[0])
 		}
 	case abi.PortBootTimer:
 		if !x.has(abi.FeatBootTimer) {
 			return
 		}
-		x.bootOnce.Do(func() {
-			ns := time.Since(x.v.cfg.Start).Nanoseconds()
-			x.v.bootTimer.Store(ns)
-			x.v.logf("boot-timer: %.1f µs since start", float64(ns)/1e3)
-		})
+		x.bootOnce.Do(func() { x.hooks.bootTimer(time.Since(x.cfg.Start).Nanoseconds()) })
 	}
 }
 
