@@ -280,7 +280,6 @@ busybox mkdir -p /proc /sys /dev /tmp
 busybox mount -t proc proc /proc
 busybox mount -t sysfs sysfs /sys
 busybox mount -t devtmpfs dev /dev
-busybox mount -t tmpfs tmp /tmp
 busybox mkdir -p /dev/pts
 busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || busybox ln -s pts/ptmx /dev/ptmx

@@ -47,9 +47,23 @@ func Main(m *testing.M) int {
 	}
 	q.Close()
 	defer os.Remove(q.Name())
+	carry, err := os.CreateTemp("", "kvmlab-carry-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kvmlab:", err)
+		return 1
+	}
+	carry.Close()
+	defer os.Remove(carry.Name())
 	os.Setenv(testenv.LabQueueEnv, q.Name())
+	os.Setenv(testenv.LabCarryEnv, carry.Name())
 	code := m.Run()
 	os.Unsetenv(testenv.LabQueueEnv)
+	os.Unsetenv(testenv.LabCarryEnv)
+	carried, err := os.ReadFile(carry.Name())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kvmlab:", err)
+		return 1
+	}
 
 	b, err := os.ReadFile(q.Name())
 	if err != nil {
@@ -67,7 +81,7 @@ func Main(m *testing.M) int {
 	fmt.Printf("=== kvmlab: no /dev/kvm here; running inside the nested-KVM lab: %s\n", strings.Join(append(tests, benches...), " "))
 	labCode := 1
 	for try := 1; try <= 2; try++ {
-		res, err := runQueued(tests, benches)
+		res, err := runQueued(tests, benches, string(carried))
 		if err == nil {
 			fmt.Printf("=== kvmlab: the lab ran %v, exit %d\n", res.Elapsed.Round(time.Second), res.Exit)
 			labCode = res.Exit
@@ -132,7 +146,7 @@ func queued(q string) (tests, benches []string) {
 // runQueued runs this test binary inside the lab with just the queued
 // tests. Every file it needs sits at the same absolute path as here: the
 // binaries of XENO_BIN, the micro-guests and the package's directory.
-func runQueued(tests, benches []string) (*Result, error) {
+func runQueued(tests, benches []string, carried string) (*Result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("kvmlab: %w", err)
@@ -145,7 +159,15 @@ func runQueued(tests, benches []string) (*Result, error) {
 		HV: filepath.Join(bin, "hv"), XL: filepath.Join(bin, "xl"), Recipe: kerneltest.MinimalRecipe(),
 		Files: map[string][]byte{}, MemoryMiB: 3072, Console: os.Stdout, Idle: labIdle,
 	}
-	for _, dir := range []string{bin, guests, cwd} {
+	dirs := []string{bin, guests, cwd}
+	env := fmt.Sprintf("%s=1 XENO_BIN=%s HOME=/root TMPDIR=/tmp", testenv.InLabEnv, shQuote(bin))
+	for _, line := range strings.Split(strings.TrimSpace(carried), "\n") {
+		if key, dir, ok := strings.Cut(line, " "); ok {
+			dirs = append(dirs, dir)
+			env += " " + testenv.CarriedEnv(key) + "=" + shQuote(dir)
+		}
+	}
+	for _, dir := range dirs {
 		if err := addTree(spec.Files, dir); err != nil {
 			return nil, fmt.Errorf("kvmlab: %w", err)
 		}
@@ -173,8 +195,7 @@ func runQueued(tests, benches []string) (*Result, error) {
 	for i, a := range args {
 		quoted[i] = shQuote(a)
 	}
-	spec.Script = fmt.Sprintf("cd %s && export %s=1 XENO_BIN=%s HOME=/root TMPDIR=/tmp && /lab/package.test %s\n",
-		shQuote(cwd), testenv.InLabEnv, shQuote(bin), strings.Join(quoted, " "))
+	spec.Script = fmt.Sprintf("cd %s && export %s && /lab/package.test %s\n", shQuote(cwd), env, strings.Join(quoted, " "))
 	ctx, cancel := context.WithTimeout(context.Background(), labBound)
 	defer cancel()
 	return Run(ctx, spec)

@@ -10,6 +10,7 @@ package versions_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -29,15 +30,15 @@ import (
 const abiPkg = "github.com/xeno-hv/xeno/hv/abi"
 
 type hvBuild struct {
-	label   string // the column of the table
-	release string
-	buildID string
-	bin     string // directory with hv and xl stamped as this build
+	Label   string // the column of the table
+	Release string
+	BuildID string
+	Bin     string // directory with hv and xl stamped as this build
 }
 
 type guestCase struct {
-	label string
-	iface string // what the guest declares (interface = ...)
+	Label string
+	Iface string // what the guest declares (interface = ...)
 }
 
 // The expected table of docs/versions.md, row by row.
@@ -73,6 +74,12 @@ func setup(t *testing.T) ([]hvBuild, []guestCase) {
 		t.Skip("XENO_BIN is not set; run `make test` (this test stamps its own hv and xl builds)")
 	}
 	buildOnce.Do(func() {
+		if dir := testenv.Carried("versions"); dir != "" {
+			// Inside the nested lab, which has no go: the builds the
+			// run outside made, at the same paths.
+			buildErr = readBuilds(dir)
+			return
+		}
 		dir, err := os.MkdirTemp("", "xeno-versions-")
 		if err != nil {
 			buildErr = err
@@ -88,33 +95,65 @@ func setup(t *testing.T) ([]hvBuild, []guestCase) {
 		}
 		same := id("1.3.0-dev")
 		builds = []hvBuild{
-			{label: "1.2.0", release: "1.2.0", buildID: id("1.2.0")},
-			{label: "1.2.3", release: "1.2.3", buildID: id("1.2.3")},
-			{label: "1.3.0-dev same", release: "1.3.0-dev", buildID: same},
+			{Label: "1.2.0", Release: "1.2.0", BuildID: id("1.2.0")},
+			{Label: "1.2.3", Release: "1.2.3", BuildID: id("1.2.3")},
+			{Label: "1.3.0-dev same", Release: "1.3.0-dev", BuildID: same},
 			// Another dev build of the same line: what a developer's
 			// tree one commit later would stamp.
-			{label: "1.3.0-dev other", release: "1.3.0-dev", buildID: "0ther" + same[5:]},
+			{Label: "1.3.0-dev other", Release: "1.3.0-dev", BuildID: "0ther" + same[5:]},
 		}
 		guests = []guestCase{{"1.1", "1.1"}, {"1.2", "1.2"}, {"1.3-dev", "1.3-dev@" + same}}
 		for i := range builds {
 			b := &builds[i]
-			b.bin = filepath.Join(dir, strings.ReplaceAll(b.label, " ", "-"))
+			b.Bin = filepath.Join(dir, strings.ReplaceAll(b.Label, " ", "-"))
 			for _, cmd := range []string{"hv", "xl"} {
-				ld := fmt.Sprintf("-buildid= -X %s.release=%s -X %s.buildID=%s -X %s.changeset=matrix", abiPkg, b.release, abiPkg, b.buildID, abiPkg)
-				c := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", filepath.Join(b.bin, cmd), "./cmd/"+cmd)
+				ld := fmt.Sprintf("-buildid= -X %s.release=%s -X %s.buildID=%s -X %s.changeset=matrix", abiPkg, b.Release, abiPkg, b.BuildID, abiPkg)
+				c := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", filepath.Join(b.Bin, cmd), "./cmd/"+cmd)
 				c.Dir = top
 				c.Env = append(os.Environ(), "CGO_ENABLED=0")
 				if out, err := c.CombinedOutput(); err != nil {
-					buildErr = fmt.Errorf("building %s as %s: %v\n%s", cmd, b.label, err, out)
+					buildErr = fmt.Errorf("building %s as %s: %v\n%s", cmd, b.Label, err, out)
 					return
 				}
 			}
 		}
+		buildErr = writeBuilds(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return builds, guests
+}
+
+// writeBuilds records builds and guests in dir and carries dir into the
+// nested lab, where readBuilds finds them.
+func writeBuilds(dir string) error {
+	b, err := json.Marshal(carried{builds, guests})
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "builds.json"), b, 0o644)
+	}
+	if err == nil {
+		err = testenv.Carry("versions", dir)
+	}
+	return err
+}
+
+func readBuilds(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "builds.json"))
+	if err != nil {
+		return err
+	}
+	var c carried
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	builds, guests = c.Builds, c.Guests
+	return nil
+}
+
+type carried struct {
+	Builds []hvBuild
+	Guests []guestCase
 }
 
 func guestKernel(t *testing.T) string {
@@ -136,8 +175,8 @@ func xl(t *testing.T, b hvBuild, state string, args ...string) (string, string, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := exec.CommandContext(ctx, filepath.Join(b.bin, "xl"), args...)
-	c.Env = append(os.Environ(), "XENO_STATE_DIR="+state, "XENO_HV="+filepath.Join(b.bin, "hv"))
+	c := exec.CommandContext(ctx, filepath.Join(b.Bin, "xl"), args...)
+	c.Env = append(os.Environ(), "XENO_STATE_DIR="+state, "XENO_HV="+filepath.Join(b.Bin, "hv"))
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
@@ -161,11 +200,11 @@ func TestMatrixToolstack(t *testing.T) {
 	for _, g := range gs {
 		for _, b := range hvs {
 			g, b := g, b
-			verdict := want[g.label][b.label]
-			t.Run(g.label+" on "+b.label, func(t *testing.T) {
+			verdict := want[g.Label][b.Label]
+			t.Run(g.Label+" on "+b.Label, func(t *testing.T) {
 				dir := t.TempDir()
 				state := filepath.Join(dir, "state")
-				cfg := writeCfg(t, dir, "m", g.iface, kernel)
+				cfg := writeCfg(t, dir, "m", g.Iface, kernel)
 				out, errOut, code := xl(t, b, state, "create", "-n", cfg)
 				line := ""
 				for _, l := range strings.Split(out+errOut, "\n") {
@@ -192,7 +231,7 @@ func TestMatrixToolstack(t *testing.T) {
 				if code == 0 {
 					t.Fatalf("xl create of a refused guest succeeded")
 				}
-				for _, must := range []string{strings.Split(g.iface, "@")[0], b.release, "rule "} {
+				for _, must := range []string{strings.Split(g.Iface, "@")[0], b.Release, "rule "} {
 					if !strings.Contains(errOut, must) {
 						t.Errorf("refusal %q does not name %q", errOut, must)
 					}
@@ -235,11 +274,11 @@ func runCPUIDGuest(t *testing.T, b hvBuild, args ...string) report {
 	defer cancel()
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	all := append([]string{"--kernel", guestKernel(t), "--memory", "32", "--control", sock}, args...)
-	c := exec.CommandContext(ctx, filepath.Join(b.bin, "hv"), all...)
+	c := exec.CommandContext(ctx, filepath.Join(b.Bin, "hv"), all...)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil || !strings.Contains(stdout.String(), "XTF RESULT cpuid PASS") {
-		t.Fatalf("hv %s %v: %v\nstdout:\n%s\nstderr:\n%s", b.label, args, err, stdout.String(), stderr.String())
+		t.Fatalf("hv %s %v: %v\nstdout:\n%s\nstderr:\n%s", b.Label, args, err, stdout.String(), stderr.String())
 	}
 	rep := report{cpuid: map[string]map[string]uint64{}, info: map[int]string{}}
 	for _, l := range strings.Split(stdout.String(), "\n") {
@@ -275,21 +314,21 @@ func runCPUIDGuest(t *testing.T, b hvBuild, args ...string) report {
 // CPUID 0x40000101 EDX and the compat flag, the info port's interface item,
 // and no selector newer than that interface.
 func TestMatrixGuest(t *testing.T) {
+	hvs, gs := setup(t) // first: the lab cannot build them
 	testenv.RequireKVM(t)
-	hvs, gs := setup(t)
 	for _, g := range gs {
 		for _, b := range hvs {
 			g, b := g, b
-			verdict := want[g.label][b.label]
-			t.Run(g.label+" on "+b.label, func(t *testing.T) {
-				pinned, err := abi.ParseInterface(g.iface)
+			verdict := want[g.Label][b.Label]
+			t.Run(g.Label+" on "+b.Label, func(t *testing.T) {
+				pinned, err := abi.ParseInterface(g.Iface)
 				if err != nil {
 					t.Fatal(err)
 				}
-				rep := runCPUIDGuest(t, b, "--interface", g.iface, "--unchecked-interface")
+				rep := runCPUIDGuest(t, b, "--interface", g.Iface, "--unchecked-interface")
 				h := initd.HVInfo{Release: rep.info[abi.SelRelease], BuildID: rep.info[abi.SelBuildID], Caps: rep.info[abi.SelCaps], Admitted: rep.info[abi.SelInterface]}
-				if h.Release != b.release || h.BuildID != b.buildID {
-					t.Fatalf("info port says release %q build %q, hv is %s build %s", h.Release, h.BuildID, b.release, b.buildID)
+				if h.Release != b.Release || h.BuildID != b.BuildID {
+					t.Fatalf("info port says release %q build %q, hv is %s build %s", h.Release, h.BuildID, b.Release, b.BuildID)
 				}
 				d, err := initd.Decide(pinned, h)
 				if err != nil {
@@ -300,14 +339,14 @@ func TestMatrixGuest(t *testing.T) {
 				}
 				if verdict == abi.Refuse {
 					line := initd.RefuseLine(pinned, h, d)
-					for _, must := range []string{pinned.Short(), b.release, d.Rule} {
+					for _, must := range []string{pinned.Short(), b.Release, d.Rule} {
 						if !strings.Contains(line, must) {
 							t.Errorf("refusal line %q does not name %q", line, must)
 						}
 					}
 					return
 				}
-				rep = runCPUIDGuest(t, b, "--interface", g.iface)
+				rep = runCPUIDGuest(t, b, "--interface", g.Iface)
 				ver := rep.cpuid["40000101"]
 				if ver == nil {
 					t.Fatal("guest printed no CPUID 0x40000101 line")
