@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // Store layout, under Dir:
@@ -101,18 +102,18 @@ func Open(dir string) (*Store, error) {
 // Kernel is one stored kernel. Package, Version and DebSHA256 are empty
 // for a bare bzImage.
 type Kernel struct {
-	Release      string      `json:"release"` // uname -r
-	Package      string      `json:"package,omitempty"`
-	Version      string      `json:"version,omitempty"`
-	Architecture string      `json:"architecture,omitempty"`
-	DebSHA256    string      `json:"deb_sha256,omitempty"`
-	SHA256       string      `json:"sha256"` // of the bzImage
-	Size         int64       `json:"size"`
-	Protocol     string      `json:"protocol"`
-	Compression  Compression `json:"compression"`
-	Banner       string      `json:"banner"`
-	ConfigSHA256 string      `json:"config_sha256,omitempty"`
-	Modules      int         `json:"modules"` // number of .ko files
+	Release      string              `json:"release"` // uname -r
+	Package      string              `json:"package,omitempty"`
+	Version      string              `json:"version,omitempty"`
+	Architecture string              `json:"architecture,omitempty"`
+	DebSHA256    string              `json:"deb_sha256,omitempty"`
+	SHA256       string              `json:"sha256"` // of the bzImage
+	Size         int64               `json:"size"`
+	Protocol     string              `json:"protocol"`
+	Compression  kformat.Compression `json:"compression"`
+	Banner       string              `json:"banner"`
+	ConfigSHA256 string              `json:"config_sha256,omitempty"`
+	Modules      int                 `json:"modules"` // number of .ko files
 	// ModulesSHA256 is the hash of modules.sha256, the manifest of every
 	// file under modules/ with its own hash.
 	ModulesSHA256 string `json:"modules_sha256,omitempty"`
@@ -177,12 +178,12 @@ func (k *Kernel) BzImage() ([]byte, error) {
 }
 
 // Header parses the verified bzImage's setup header.
-func (k *Kernel) Header() (*SetupHeader, error) {
+func (k *Kernel) Header() (*kformat.SetupHeader, error) {
 	b, err := k.BzImage()
 	if err != nil {
 		return nil, err
 	}
-	h, err := ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", k.BzImagePath(), err)
 	}
@@ -222,7 +223,7 @@ func (k *Kernel) Vmlinux() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	v, err := Decompress(b)
+	v, err := kformat.Decompress(b)
 	if err != nil {
 		return "", fmt.Errorf("kernels: %s: %w", k.BzImagePath(), err)
 	}
@@ -238,7 +239,7 @@ func (k *Kernel) Vmlinux() (string, error) {
 }
 
 // ELF parses the cached vmlinux.
-func (k *Kernel) ELF() (*ELFInfo, error) {
+func (k *Kernel) ELF() (*kformat.ELFInfo, error) {
 	p, err := k.Vmlinux()
 	if err != nil {
 		return nil, err
@@ -247,7 +248,7 @@ func (k *Kernel) ELF() (*ELFInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	info, err := ParseELF(b)
+	info, err := kformat.ParseELF(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", p, err)
 	}
@@ -529,7 +530,7 @@ func describe(p, name string) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	h, err := ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", name, err)
 	}
@@ -537,8 +538,8 @@ func describe(p, name string) (*Kernel, error) {
 		Release:     h.Release(),
 		SHA256:      sha256Hex(b),
 		Size:        int64(len(b)),
-		Protocol:    ProtocolString(h.Version),
-		Compression: DetectCompression(h.Payload(b)),
+		Protocol:    kformat.ProtocolString(h.Version),
+		Compression: kformat.DetectCompression(h.Payload(b)),
 		Banner:      h.KernelVersion,
 	}, nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xeno-hv/xeno/hv/abi"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // Limits on what the check reads, so a hostile file cannot make xl
@@ -184,7 +184,7 @@ func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
 }
 
 // CheckKernel checks that path is a bzImage this hv can boot: magic, boot
-// protocol >= 2.12 and the 64-bit entry (kernels.ParseSetupHeader), and
+// protocol >= 2.12 and the 64-bit entry (kformat.ParseSetupHeader), and
 // reports the payload compression.
 func CheckKernel(path string) (string, error) {
 	refuse := func(rule, msg string, err error) error {
@@ -202,19 +202,19 @@ func CheckKernel(path string) (string, error) {
 	if len(b) > maxKernelSize {
 		return "", refuse("size", fmt.Sprintf("larger than %d MiB", maxKernelSize>>20), nil)
 	}
-	h, err := kernels.ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	switch {
-	case errors.Is(err, kernels.ErrBadMagic):
+	case errors.Is(err, kformat.ErrBadMagic):
 		return "", refuse("bzimage-magic", "not a bzImage: "+err.Error()+"; xeno boots bzImages through their 64-bit entry", err)
-	case errors.Is(err, kernels.ErrOldProtocol):
+	case errors.Is(err, kformat.ErrOldProtocol):
 		return "", refuse("boot-protocol", err.Error()+"; the 64-bit entry needs boot protocol >= 2.12", err)
-	case errors.Is(err, kernels.ErrNo64BitEntry):
+	case errors.Is(err, kformat.ErrNo64BitEntry):
 		return "", refuse("64bit-entry", err.Error()+"; xeno enters the kernel in long mode", err)
 	case err != nil:
 		return "", refuse("bzimage", err.Error(), err)
 	}
-	comp := kernels.DetectCompression(h.Payload(b))
-	detail := fmt.Sprintf("bzImage, boot protocol %s, 64-bit entry, payload %s", kernels.ProtocolString(h.Version), comp)
+	comp := kformat.DetectCompression(h.Payload(b))
+	detail := fmt.Sprintf("bzImage, boot protocol %s, 64-bit entry, payload %s", kformat.ProtocolString(h.Version), comp)
 	if h.KernelVersion != "" {
 		detail += ", " + strings.Fields(h.KernelVersion)[0]
 	}

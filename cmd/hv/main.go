@@ -15,7 +15,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/vm"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 type diskFlags []vm.Disk
@@ -138,7 +138,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		// software KVM and costs milliseconds anywhere.
 		packed := len(rd)
 		var unpacked bool
-		if rd, unpacked, err = kernels.DecompressInitrd(rd, int64(*memory)<<20); err != nil {
+		if rd, unpacked, err = kformat.DecompressInitrd(rd, int64(*memory)<<20); err != nil {
 			return fail(fmt.Errorf("initrd: %s: %w", *initrd, err))
 		}
 		if unpacked {

@@ -24,6 +24,7 @@ import (
 	"github.com/xeno-hv/xeno/builder"
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 const kernelUsage = `usage: xeno kernel COMMAND [ARGS]
@@ -354,12 +355,12 @@ type inspection struct {
 	SHA256      string               `json:"sha256"`
 	Size        int                  `json:"size"`
 	Protocol    string               `json:"protocol"`
-	Header      *kernels.SetupHeader `json:"setup_header"`
+	Header      *kformat.SetupHeader `json:"setup_header"`
 	LoadFlags   []string             `json:"loadflags"`
 	XLoadFlags  []string             `json:"xloadflags"`
 	Entry64     bool                 `json:"entry_64"`
-	Compression kernels.Compression  `json:"compression"`
-	ELF         *kernels.ELFInfo     `json:"vmlinux,omitempty"`
+	Compression kformat.Compression  `json:"compression"`
+	ELF         *kformat.ELFInfo     `json:"vmlinux,omitempty"`
 	ELFError    string               `json:"vmlinux_error,omitempty"`
 	Config      map[string]string    `json:"config,omitempty"`
 	Needs       []kernels.Need       `json:"needs,omitempty"`
@@ -485,7 +486,7 @@ func inspectFile(p string) (*inspection, error) {
 }
 
 func inspectBzImage(name string, b []byte, withELF bool) (*inspection, error) {
-	h, err := kernels.ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -493,19 +494,19 @@ func inspectBzImage(name string, b []byte, withELF bool) (*inspection, error) {
 		File:        name,
 		SHA256:      sha256Hex(b),
 		Size:        len(b),
-		Protocol:    kernels.ProtocolString(h.Version),
+		Protocol:    kformat.ProtocolString(h.Version),
 		Header:      h,
-		LoadFlags:   kernels.LoadFlagNames(h.LoadFlags),
-		XLoadFlags:  kernels.XLoadFlagNames(h.XLoadFlags),
-		Entry64:     h.XLoadFlags&kernels.XLFKernel64 != 0,
-		Compression: kernels.DetectCompression(h.Payload(b)),
+		LoadFlags:   kformat.LoadFlagNames(h.LoadFlags),
+		XLoadFlags:  kformat.XLoadFlagNames(h.XLoadFlags),
+		Entry64:     h.XLoadFlags&kformat.XLFKernel64 != 0,
+		Compression: kformat.DetectCompression(h.Payload(b)),
 	}
 	if withELF {
 		// Decompressing is cheap (well under a second), and the Xen notes
 		// live only in the ELF.
-		if v, err := kernels.Decompress(b); err != nil {
+		if v, err := kformat.Decompress(b); err != nil {
 			in.ELFError = err.Error()
-		} else if info, err := kernels.ParseELF(v); err != nil {
+		} else if info, err := kformat.ParseELF(v); err != nil {
 			in.ELFError = err.Error()
 		} else {
 			in.ELF = info
