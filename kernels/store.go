@@ -530,9 +530,19 @@ func describe(p, name string) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	h, err := kformat.ParseSetupHeader(b)
+	k, _, err := Describe(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", name, err)
+	}
+	return k, nil
+}
+
+// Describe parses bzImage b into what the store would record of it, and
+// returns its setup header too. The error names no file.
+func Describe(b []byte) (*Kernel, *kformat.SetupHeader, error) {
+	h, err := kformat.ParseSetupHeader(b)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &Kernel{
 		Release:     h.Release(),
@@ -541,7 +551,7 @@ func describe(p, name string) (*Kernel, error) {
 		Protocol:    kformat.ProtocolString(h.Version),
 		Compression: kformat.DetectCompression(h.Payload(b)),
 		Banner:      h.KernelVersion,
-	}, nil
+	}, h, nil
 }
 
 // commit writes k's metadata into the staged directory tmp and renames it
@@ -600,25 +610,21 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("kernels: %s: %s: %s", x.deb, hdr.Name, fmt.Sprintf(format, args...))
 	}
-	if strings.HasPrefix(name, "boot/") && hdr.Typeflag == tar.TypeReg {
-		base := path.Base(name)
-		switch {
-		case strings.HasPrefix(base, "vmlinuz-"):
-			if x.release != "" {
-				return fail("a second kernel in one package (already have vmlinuz-%s)", x.release)
-			}
-			x.release = strings.TrimPrefix(base, "vmlinuz-")
-			_, err := x.copy(bzImageFile, r, hdr, maxBzImage)
-			return err
-		case strings.HasPrefix(base, "config-"):
-			sum, err := x.copy(configFile, r, hdr, maxConfig)
-			x.configSHA = sum
-			return err
-		case strings.HasPrefix(base, "System.map-"):
-			_, err := x.copy(sysMapFile, r, hdr, maxSystemMap)
-			return err
+	switch file, rel := bootEntry(hdr); file {
+	case bzImageFile:
+		if x.release != "" {
+			return fail("a second kernel in one package (already have vmlinuz-%s)", x.release)
 		}
-		return nil
+		x.release = rel
+		_, err := x.copy(bzImageFile, r, hdr, maxBzImage)
+		return err
+	case configFile:
+		sum, err := x.copy(configFile, r, hdr, maxConfig)
+		x.configSHA = sum
+		return err
+	case sysMapFile:
+		_, err := x.copy(sysMapFile, r, hdr, maxSystemMap)
+		return err
 	}
 	rest, ok := strings.CutPrefix(name, "lib/modules/")
 	if !ok {
