@@ -24,6 +24,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/initd"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/recipes"
 )
@@ -196,11 +197,8 @@ func Build(o Options) (*Result, error) {
 				data   []byte
 			}{{SuffixKernel, kernel}, {SuffixInitrd, initrd}} {
 				name := r.Name + f.suffix
-				if err := images.AtomicWrite(filepath.Join(stage, name), 0o644, func(w *os.File) error {
-					_, err := w.Write(f.data)
-					return err
-				}); err != nil {
-					return nil, err
+				if err := atomicfile.WriteFile(filepath.Join(stage, name), f.data, 0o644); err != nil {
+					return nil, fmt.Errorf("builder: %w", err)
 				}
 				if err := record(name, out.Format); err != nil {
 					return nil, err
@@ -235,11 +233,8 @@ func Build(o Options) (*Result, error) {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
 	manName := r.Name + SuffixManifest
-	if err := images.AtomicWrite(filepath.Join(stage, manName), 0o644, func(w *os.File) error {
-		_, err := w.Write(fb.Bytes())
-		return err
-	}); err != nil {
-		return nil, err
+	if err := atomicfile.WriteFile(filepath.Join(stage, manName), fb.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
 	}
 	res := &Result{Manifest: man, ManifestPath: filepath.Join(o.OutDir, manName)}
 	for _, out := range outs {
@@ -622,7 +617,7 @@ func (b *build) initramfs() ([]byte, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err == nil {
-		if err := images.AtomicWrite(file, 0o644, func(w *os.File) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
+		if err := atomicfile.WriteFile(file, buf.Bytes(), 0o644); err != nil {
 			b.o.logf("build: cannot cache the initramfs: %v", err)
 		}
 	}

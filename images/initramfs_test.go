@@ -3,7 +3,6 @@ package images
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
@@ -236,7 +236,7 @@ func TestInitramfsValidators(t *testing.T) {
 	paths := map[Compression]string{}
 	for _, c := range []Compression{None, Gzip, Zstd} {
 		p := filepath.Join(dir, "initrd."+string(c))
-		err := AtomicWrite(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
+		err := atomicfile.Write(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,34 +282,5 @@ func TestInitramfsValidators(t *testing.T) {
 		if got := strings.Join(strings.Fields(l), " "); got != want[i] {
 			t.Errorf("cpio -itv line %d: %q, want %q", i, got, want[i])
 		}
-	}
-}
-
-func TestAtomicWrite(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "out.img")
-	old := syscallUmask(0o077)
-	defer syscallUmask(old)
-	if err := AtomicWrite(p, 0o644, func(f *os.File) error { _, err := f.WriteString("good"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v under umask 077, want 0644", st.Mode().Perm())
-	}
-	boom := errors.New("boom")
-	err = AtomicWrite(p, 0o644, func(f *os.File) error { f.WriteString("partial"); return boom })
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), p) {
-		t.Errorf("got %v, want the writer's error naming %s", err, p)
-	}
-	if data, _ := os.ReadFile(p); string(data) != "good" {
-		t.Errorf("failed write clobbered the old file: %q", data)
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("temp files left behind: %v", ents)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
@@ -229,11 +230,11 @@ func (k *Kernel) Vmlinux() (string, error) {
 	}
 	// The file first, then the hash that vouches for it: a reader that
 	// finds the hash finds the file it describes.
-	if err := writeFileAtomic(p, v, 0o644); err != nil {
-		return "", err
+	if err := atomicfile.WriteFile(p, v, 0o644); err != nil {
+		return "", fmt.Errorf("kernels: %w", err)
 	}
-	if err := writeFileAtomic(p+".sha256", []byte(sha256Hex(v)+"\n"), 0o644); err != nil {
-		return "", err
+	if err := atomicfile.WriteFile(p+".sha256", []byte(sha256Hex(v)+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("kernels: %w", err)
 	}
 	return p, nil
 }
@@ -751,28 +752,6 @@ func verifyFile(p, want string) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return fmt.Errorf("kernels: %s: %w: sha256 %s, recorded %s", p, ErrHashMismatch, got, want)
-	}
-	return nil
-}
-
-func writeFileAtomic(p string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-")
-	if err != nil {
-		return fmt.Errorf("kernels: %w", err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("kernels: %w", err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -139,30 +140,17 @@ func (s *State) nextID() (int, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("toolstack: %w", err)
 	}
-	if err := writeAtomic(p, []byte(strconv.Itoa(id+1)+"\n")); err != nil {
+	if err := writeRecord(p, []byte(strconv.Itoa(id+1)+"\n")); err != nil {
 		return 0, err
 	}
 	return id, nil
 }
 
-// writeAtomic writes through a temp file and a rename, so a reader never
-// sees half a record.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("toolstack: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("toolstack: %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("toolstack: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+// writeRecord writes a file of the state directory so that a reader never
+// sees half of it, and a crash of the host loses at most the last change:
+// the records name the processes that xl signals.
+func writeRecord(path string, data []byte) error {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("toolstack: %w", err)
 	}
 	return nil
@@ -176,7 +164,7 @@ func (s *State) Save(r *Record) error {
 	if err != nil {
 		return fmt.Errorf("toolstack: %w", err)
 	}
-	return writeAtomic(s.recordPath(r.ID), append(b, '\n'))
+	return writeRecord(s.recordPath(r.ID), append(b, '\n'))
 }
 
 // Load reads the record of domain id.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
@@ -202,7 +203,7 @@ func writeRoot(t testing.TB, k *kernels.Kernel, spec Spec, dst string) error {
 	for p, data := range spec.Files {
 		files = append(files, images.File{Path: strings.TrimPrefix(path.Clean(p), "/"), Mode: 0o755, Data: data})
 	}
-	return images.AtomicWrite(dst, 0o644, func(f *os.File) error {
+	return atomicfile.Write(dst, 0o644, func(f *os.File) error {
 		return images.WriteInitramfs(f, files, images.None, time.Unix(0, 0))
 	})
 }
@@ -420,7 +421,7 @@ func BusyboxInitramfs(t testing.TB, script string) string {
 	}
 	script = "#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n" + script
 	p := filepath.Join(t.TempDir(), "init.cpio")
-	err = images.AtomicWrite(p, 0o644, func(f *os.File) error {
+	err = atomicfile.Write(p, 0o644, func(f *os.File) error {
 		return images.WriteInitramfs(f, []images.File{
 			{Path: "bin/busybox", Mode: 0o755, Data: bb},
 			{Path: "init", Mode: 0o755, Data: []byte(script)},
