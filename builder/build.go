@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xeno-hv/xeno/builder/manifest"
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
@@ -31,51 +32,17 @@ import (
 
 // Output file names, NAME + suffix, one set per format.
 const (
-	SuffixKernel   = ".vmlinuz"
-	SuffixInitrd   = ".initrd"
-	SuffixISO      = ".iso"
-	SuffixRawEFI   = ".img"
-	SuffixManifest = ".manifest.toml"
-	// ManifestPath is the manifest inside the initramfs.
-	ManifestPath = "/etc/xeno/manifest.toml"
+	SuffixKernel = ".vmlinuz"
+	SuffixInitrd = ".initrd"
+	SuffixISO    = ".iso"
+	SuffixRawEFI = ".img"
 )
 
 // Result is what a build wrote.
 type Result struct {
-	Manifest     Manifest
+	Manifest     manifest.Manifest
 	ManifestPath string
 	Files        []string // every output, manifest last, in OutDir
-}
-
-// Manifest is NAME.manifest.toml: what was built from what. The toolstack
-// reads interface from it (docs/recipes.md).
-type Manifest struct {
-	Name          string           `toml:"name"`
-	Interface     string           `toml:"interface"`
-	HVRelease     string           `toml:"hv_release"`
-	HVBuildID     string           `toml:"hv_build_id"`
-	Epoch         int64            `toml:"epoch"`
-	GoVersion     string           `toml:"go_version,omitempty"`
-	KernelRelease string           `toml:"kernel_release"`
-	Cmdline       string           `toml:"cmdline"`
-	Outputs       []ManifestOutput `toml:"outputs,omitempty"`
-	Inputs        []ManifestInput  `toml:"inputs,omitempty"`
-}
-
-// ManifestOutput is one written file.
-type ManifestOutput struct {
-	File   string `toml:"file"`
-	Format string `toml:"format"`
-	Size   int64  `toml:"size"`
-	SHA256 string `toml:"sha256"`
-}
-
-// ManifestInput is one input of the build.
-type ManifestInput struct {
-	Kind    string `toml:"kind"` // deb, go, file, kernel-input
-	Name    string `toml:"name"`
-	Version string `toml:"version,omitempty"`
-	SHA256  string `toml:"sha256"`
 }
 
 // build is the state of one Build.
@@ -86,7 +53,7 @@ type build struct {
 	srcHash string
 	files   map[string]images.File // image path without leading "/"
 	boot    map[string][]byte
-	inputs  []ManifestInput
+	inputs  []manifest.Input
 	prog    *progress
 }
 
@@ -136,7 +103,7 @@ func Build(o Options) (*Result, error) {
 		}
 		o.logf("build: %s -> %s (%d bytes%s)", g.Package, g.Dest, len(data), cachedNote(cached))
 		b.add(g.Dest, images.File{Mode: 0o755, Data: data})
-		b.inputs = append(b.inputs, ManifestInput{Kind: "go", Name: g.Package, Version: t.build.BuildID, SHA256: sha(data)})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "go", Name: g.Package, Version: t.build.BuildID, SHA256: sha(data)})
 	}
 	if err := b.recipeFiles(); err != nil {
 		return nil, err
@@ -152,14 +119,13 @@ func Build(o Options) (*Result, error) {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
 	b.add(initd.ConfigPath, images.File{Mode: 0o644, Data: cb.Bytes()})
-	man := Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
+	man := manifest.Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
 		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: k.Release, Cmdline: r.Kernel.Cmdline}
-	var mb bytes.Buffer
-	mb.WriteString("# The image's own manifest, written by xeno build.\n")
-	if err := toml.NewEncoder(&mb).Encode(man); err != nil {
+	inner, err := man.Encode("The image's own manifest, written by xeno build.")
+	if err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	b.add(ManifestPath, images.File{Mode: 0o644, Data: mb.Bytes()})
+	b.add(manifest.InitramfsPath, images.File{Mode: 0o644, Data: inner})
 
 	b.prog.step("write initramfs")
 	initrd, err := b.initramfs()
@@ -175,7 +141,7 @@ func Build(o Options) (*Result, error) {
 		IsolinuxBin: b.boot[recipes.BootIsolinuxBin], LdlinuxC32: b.boot[recipes.BootLdlinuxC32],
 		IsohdpfxBin: b.boot[recipes.BootIsohdpfxBin], SystemdBootEFI: b.boot[recipes.BootSystemdBootEFI]}
 
-	var outs []ManifestOutput
+	var outs []manifest.Output
 	record := func(name, format string) error {
 		st, err := os.Stat(filepath.Join(stage, name))
 		if err != nil {
@@ -185,7 +151,7 @@ func Build(o Options) (*Result, error) {
 		if err != nil {
 			return err
 		}
-		outs = append(outs, ManifestOutput{File: name, Format: format, Size: st.Size(), SHA256: h})
+		outs = append(outs, manifest.Output{File: name, Format: format, Size: st.Size(), SHA256: h})
 		return nil
 	}
 	for _, out := range r.Outputs {
@@ -227,13 +193,12 @@ func Build(o Options) (*Result, error) {
 	man.GoVersion = t.goVersion
 	man.Outputs = outs
 	man.Inputs = b.inputs
-	var fb bytes.Buffer
-	fb.WriteString("# Written by xeno build: every output's sha256 and every input.\n")
-	if err := toml.NewEncoder(&fb).Encode(man); err != nil {
+	outer, err := man.Encode("Written by xeno build: every output's sha256 and every input.")
+	if err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	manName := r.Name + SuffixManifest
-	if err := atomicfile.WriteFile(filepath.Join(stage, manName), fb.Bytes(), 0o644); err != nil {
+	manName := r.Name + manifest.Suffix
+	if err := atomicfile.WriteFile(filepath.Join(stage, manName), outer, 0o644); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
 	res := &Result{Manifest: man, ManifestPath: filepath.Join(o.OutDir, manName)}
@@ -307,7 +272,7 @@ func (b *build) kernel() (*kernels.Kernel, error) {
 	if k.DebSHA256 != r.Kernel.SHA256 {
 		return nil, fmt.Errorf("%s:%d: kernel %s=%s in the store came from a .deb with sha256 %s, the recipe pins %s", r.Path, r.Line("kernel.sha256"), r.Kernel.Package, r.Kernel.Version, k.DebSHA256, r.Kernel.SHA256)
 	}
-	b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
+	b.inputs = append(b.inputs, manifest.Input{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
 	b.o.logf("build: kernel %s (%s=%s), bzImage sha256 %s", k.Release, k.Package, k.Version, k.SHA256)
 	return k, nil
 }
@@ -337,7 +302,7 @@ func (b *build) buildKernel(store *kernels.Store) (*kernels.Kernel, error) {
 		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.source"), err)
 	}
 	for _, in := range k.Inputs {
-		b.inputs = append(b.inputs, ManifestInput{Kind: "kernel-input", Name: in.Name, SHA256: in.SHA256})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "kernel-input", Name: in.Name, SHA256: in.SHA256})
 	}
 	b.o.logf("build: kernel %s (built from %s for interface %s), bzImage sha256 %s", k.Release, k.Source, k.Interface, k.SHA256)
 	return k, nil
@@ -377,7 +342,7 @@ func (b *build) packages() error {
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", r.Path, r.Line(key+".sha256"), err)
 		}
-		b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: p.Name, Version: p.Version, SHA256: sum})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "deb", Name: p.Name, Version: p.Version, SHA256: sum})
 		pkg, err := debs.Open(file)
 		if err != nil {
 			return err
@@ -556,7 +521,7 @@ func (b *build) recipeFiles() error {
 			name = f.Source
 		}
 		b.add(f.Path, images.File{Mode: mode, Data: data})
-		b.inputs = append(b.inputs, ManifestInput{Kind: "file", Name: name, SHA256: sha(data)})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "file", Name: name, SHA256: sha(data)})
 	}
 	return nil
 }

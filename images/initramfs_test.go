@@ -284,3 +284,28 @@ func TestInitramfsValidators(t *testing.T) {
 		}
 	}
 }
+
+// The reader takes back what the writer wrote, in every compression.
+func TestReadInitramfsFile(t *testing.T) {
+	tree := []File{
+		{Path: "init", Mode: 0o755, Data: []byte("#!/bin/sh\n")},
+		{Path: "etc/xeno/manifest.toml", Mode: 0o644, Data: []byte("interface = \"1.2\"\n")},
+	}
+	for _, c := range []Compression{Gzip, Zstd, None} {
+		p := filepath.Join(t.TempDir(), "initrd")
+		err := atomicfile.Write(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ReadInitramfsFile(p, "/etc/xeno/manifest.toml", 1<<10)
+		if err != nil || string(b) != "interface = \"1.2\"\n" {
+			t.Errorf("%s: %q, %v", c, b, err)
+		}
+		if b, err := ReadInitramfsFile(p, "/etc/missing", 1<<10); b != nil || err != nil {
+			t.Errorf("%s: missing file: %q, %v", c, b, err)
+		}
+		if _, err := ReadInitramfsFile(p, "/etc/xeno/manifest.toml", 4); err == nil {
+			t.Errorf("%s: a file past the limit was read", c)
+		}
+	}
+}
