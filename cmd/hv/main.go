@@ -106,8 +106,8 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	if *kernel == "" {
 		return fail(usageError{errors.New("--kernel is required")})
 	}
-	if *memory < 16 || *memory > 1<<20 {
-		return fail(usageError{fmt.Errorf("--memory %d: want 16 to 1048576 MiB", *memory)})
+	if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
+		return fail(usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)})
 	}
 
 	build := abi.Current()
