@@ -20,61 +20,21 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xeno-hv/xeno/builder/manifest"
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/initd"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/recipes"
 )
 
-// Output file names, NAME + suffix, one set per format.
-const (
-	SuffixKernel   = ".vmlinuz"
-	SuffixInitrd   = ".initrd"
-	SuffixISO      = ".iso"
-	SuffixRawEFI   = ".img"
-	SuffixManifest = ".manifest.toml"
-	// ManifestPath is the manifest inside the initramfs.
-	ManifestPath = "/etc/xeno/manifest.toml"
-)
-
 // Result is what a build wrote.
 type Result struct {
-	Manifest     Manifest
+	Manifest     manifest.Manifest
 	ManifestPath string
 	Files        []string // every output, manifest last, in OutDir
-}
-
-// Manifest is NAME.manifest.toml: what was built from what. The toolstack
-// reads interface from it (docs/recipes.md).
-type Manifest struct {
-	Name          string           `toml:"name"`
-	Interface     string           `toml:"interface"`
-	HVRelease     string           `toml:"hv_release"`
-	HVBuildID     string           `toml:"hv_build_id"`
-	Epoch         int64            `toml:"epoch"`
-	GoVersion     string           `toml:"go_version,omitempty"`
-	KernelRelease string           `toml:"kernel_release"`
-	Cmdline       string           `toml:"cmdline"`
-	Outputs       []ManifestOutput `toml:"outputs,omitempty"`
-	Inputs        []ManifestInput  `toml:"inputs,omitempty"`
-}
-
-// ManifestOutput is one written file.
-type ManifestOutput struct {
-	File   string `toml:"file"`
-	Format string `toml:"format"`
-	Size   int64  `toml:"size"`
-	SHA256 string `toml:"sha256"`
-}
-
-// ManifestInput is one input of the build.
-type ManifestInput struct {
-	Kind    string `toml:"kind"` // deb, go, file, kernel-input
-	Name    string `toml:"name"`
-	Version string `toml:"version,omitempty"`
-	SHA256  string `toml:"sha256"`
 }
 
 // build is the state of one Build.
@@ -83,10 +43,21 @@ type build struct {
 	t       *target
 	r       *recipes.Recipe
 	srcHash string
+	stage   string                 // where outputs are written before they move to OutDir
 	files   map[string]images.File // image path without leading "/"
-	boot    map[string][]byte
-	inputs  []ManifestInput
+	boot    map[string][]byte      // boot role -> file, from the packages
+	inputs  []manifest.Input
+	outs    []manifest.Output
+	kernel  *kernels.Kernel
+	man     manifest.Manifest
+	spec    images.BootSpec
 	prog    *progress
+}
+
+// step is one step of a build, shown as progress.
+type step struct {
+	name string
+	run  func() error
 }
 
 // Build builds the recipe's outputs into o.OutDir.
@@ -105,153 +76,161 @@ func Build(o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	prog := newProgress(&o, 3+len(r.Outputs))
-	b := &build{o: o, t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}, prog: prog}
+	b := &build{t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}}
+	steps := []step{
+		{"fetch and verify packages", b.fetch},
+		{"compile Go programs", b.tree},
+		{"write initramfs", b.writeInitramfs},
+	}
+	for _, out := range r.Outputs {
+		// The recipe was validated against the same table.
+		f, _ := images.FindFormat(out.Format)
+		steps = append(steps, step{f.Step, func() error { return b.write(f) }})
+	}
+	// newProgress routes o.Log around the bar, so b takes o after it.
+	b.prog = newProgress(&o, len(steps))
+	b.o = o
 	defer b.prog.done()
 	if b.srcHash, err = sourceHash(t.root); err != nil {
 		return nil, err
 	}
 	// Everything is written into a staging directory first and renamed
 	// into OutDir at the end: a failed build leaves no output behind.
-	stage, err := os.MkdirTemp(o.OutDir, ".xeno-build-")
-	if err != nil {
+	if b.stage, err = os.MkdirTemp(o.OutDir, ".xeno-build-"); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	defer os.RemoveAll(stage)
+	defer os.RemoveAll(b.stage)
+	for _, s := range steps {
+		b.prog.step(s.name)
+		if err := s.run(); err != nil {
+			return nil, err
+		}
+	}
+	return b.finish()
+}
 
-	b.prog.step("fetch and verify packages")
-	k, err := b.kernel()
+// fetch gets the kernel and every package, verified against their pins.
+func (b *build) fetch() error {
+	k, err := b.fetchKernel()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := b.packages(); err != nil {
-		return nil, err
-	}
-	b.prog.step("compile Go programs")
+	b.kernel = k
+	return b.packages()
+}
+
+// tree puts everything but the packages' files into the image tree: the
+// compiled Go programs, the recipe's files, the kernel modules, the
+// init's configuration and the image's own manifest.
+func (b *build) tree() error {
+	r, t := b.r, b.t
 	for i, g := range r.Go {
 		data, cached, err := b.compileGo(g.Package)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("go.%d", i)), err)
+			return fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("go.%d", i)), err)
 		}
-		o.logf("build: %s -> %s (%d bytes%s)", g.Package, g.Dest, len(data), cachedNote(cached))
+		b.o.logf("build: %s -> %s (%d bytes%s)", g.Package, g.Dest, len(data), cachedNote(cached))
 		b.add(g.Dest, images.File{Mode: 0o755, Data: data})
-		b.inputs = append(b.inputs, ManifestInput{Kind: "go", Name: g.Package, Version: t.build.BuildID, SHA256: sha(data)})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "go", Name: g.Package, Version: t.build.BuildID, SHA256: sha(data)})
 	}
 	if err := b.recipeFiles(); err != nil {
-		return nil, err
+		return err
 	}
-	mods, err := b.modules(k)
+	mods, err := b.modules(b.kernel)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg := initd.Config{Run: r.Init.Run, Modules: mods}
 	var cb bytes.Buffer
 	cb.WriteString("# Written by xeno build: what xeno-init runs and loads.\n")
 	if err := toml.NewEncoder(&cb).Encode(cfg); err != nil {
-		return nil, fmt.Errorf("builder: %w", err)
+		return fmt.Errorf("builder: %w", err)
 	}
 	b.add(initd.ConfigPath, images.File{Mode: 0o644, Data: cb.Bytes()})
-	man := Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
-		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: k.Release, Cmdline: r.Kernel.Cmdline}
-	var mb bytes.Buffer
-	mb.WriteString("# The image's own manifest, written by xeno build.\n")
-	if err := toml.NewEncoder(&mb).Encode(man); err != nil {
-		return nil, fmt.Errorf("builder: %w", err)
+	b.man = manifest.Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
+		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: b.kernel.Release, Cmdline: r.Kernel.Cmdline}
+	inner, err := b.man.Encode("The image's own manifest, written by xeno build.")
+	if err != nil {
+		return fmt.Errorf("builder: %w", err)
 	}
-	b.add(ManifestPath, images.File{Mode: 0o644, Data: mb.Bytes()})
+	b.add(manifest.InitramfsPath, images.File{Mode: 0o644, Data: inner})
+	return nil
+}
 
-	b.prog.step("write initramfs")
+// writeInitramfs makes the initramfs and with it the boot spec that
+// every output format writes from.
+func (b *build) writeInitramfs() error {
+	r := b.r
 	initrd, err := b.initramfs()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	kernel, err := k.BzImage()
+	kernel, err := b.kernel.BzImage()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	spec := images.BootSpec{Kernel: kernel, Initrd: initrd, Cmdline: r.Kernel.Cmdline, Label: r.Name,
-		Epoch: time.Unix(r.Epoch, 0).UTC(), Seed: r.Seed,
-		IsolinuxBin: b.boot[recipes.BootIsolinuxBin], LdlinuxC32: b.boot[recipes.BootLdlinuxC32],
-		IsohdpfxBin: b.boot[recipes.BootIsohdpfxBin], SystemdBootEFI: b.boot[recipes.BootSystemdBootEFI]}
+	b.spec = images.BootSpec{Kernel: kernel, Initrd: initrd, Cmdline: r.Kernel.Cmdline, Label: r.Name,
+		Epoch: time.Unix(r.Epoch, 0).UTC(), Seed: r.Seed}
+	for role, data := range b.boot {
+		if err := b.spec.SetBoot(role, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	var outs []ManifestOutput
-	record := func(name, format string) error {
-		st, err := os.Stat(filepath.Join(stage, name))
+// write writes one output format into the staging directory and records
+// each of its files for the manifest.
+func (b *build) write(f images.Format) error {
+	var names, paths []string
+	for _, suffix := range f.Suffixes {
+		names = append(names, b.r.Name+suffix)
+		paths = append(paths, filepath.Join(b.stage, b.r.Name+suffix))
+	}
+	if err := f.Write(b.spec, paths); err != nil {
+		return err
+	}
+	for i, name := range names {
+		st, err := os.Stat(paths[i])
 		if err != nil {
 			return fmt.Errorf("builder: %w", err)
 		}
-		h, err := fileSHA(filepath.Join(stage, name))
+		h, err := fileSHA(paths[i])
 		if err != nil {
 			return err
 		}
-		outs = append(outs, ManifestOutput{File: name, Format: format, Size: st.Size(), SHA256: h})
-		return nil
+		b.outs = append(b.outs, manifest.Output{File: name, Format: f.Name, Size: st.Size(), SHA256: h})
 	}
-	for _, out := range r.Outputs {
-		switch out.Format {
-		case recipes.FormatKernelInitrd:
-			b.prog.step("write kernel+initrd")
-			for _, f := range []struct {
-				suffix string
-				data   []byte
-			}{{SuffixKernel, kernel}, {SuffixInitrd, initrd}} {
-				name := r.Name + f.suffix
-				if err := images.AtomicWrite(filepath.Join(stage, name), 0o644, func(w *os.File) error {
-					_, err := w.Write(f.data)
-					return err
-				}); err != nil {
-					return nil, err
-				}
-				if err := record(name, out.Format); err != nil {
-					return nil, err
-				}
-			}
-		case recipes.FormatISO:
-			b.prog.step("write ISO")
-			name := r.Name + SuffixISO
-			if err := images.WriteISO(filepath.Join(stage, name), spec); err != nil {
-				return nil, err
-			}
-			if err := record(name, out.Format); err != nil {
-				return nil, err
-			}
-		case recipes.FormatRawEFI:
-			b.prog.step("write raw EFI disk")
-			name := r.Name + SuffixRawEFI
-			if err := images.WriteRawEFI(filepath.Join(stage, name), spec); err != nil {
-				return nil, err
-			}
-			if err := record(name, out.Format); err != nil {
-				return nil, err
-			}
-		}
-	}
-	man.GoVersion = t.goVersion
-	man.Outputs = outs
+	return nil
+}
+
+// finish writes the manifest of every output and input, and moves the
+// staged files into OutDir.
+func (b *build) finish() (*Result, error) {
+	o, r := b.o, b.r
+	man := b.man
+	man.GoVersion = b.t.goVersion
+	man.Outputs = b.outs
 	man.Inputs = b.inputs
-	var fb bytes.Buffer
-	fb.WriteString("# Written by xeno build: every output's sha256 and every input.\n")
-	if err := toml.NewEncoder(&fb).Encode(man); err != nil {
+	outer, err := man.Encode("Written by xeno build: every output's sha256 and every input.")
+	if err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	manName := r.Name + SuffixManifest
-	if err := images.AtomicWrite(filepath.Join(stage, manName), 0o644, func(w *os.File) error {
-		_, err := w.Write(fb.Bytes())
-		return err
-	}); err != nil {
-		return nil, err
+	manName := r.Name + manifest.Suffix
+	if err := atomicfile.WriteFile(filepath.Join(b.stage, manName), outer, 0o644); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
 	}
 	res := &Result{Manifest: man, ManifestPath: filepath.Join(o.OutDir, manName)}
-	for _, out := range outs {
+	for _, out := range b.outs {
 		res.Files = append(res.Files, out.File)
 	}
 	res.Files = append(res.Files, manName)
 	for _, f := range res.Files {
-		if err := os.Rename(filepath.Join(stage, f), filepath.Join(o.OutDir, f)); err != nil {
+		if err := os.Rename(filepath.Join(b.stage, f), filepath.Join(o.OutDir, f)); err != nil {
 			return nil, fmt.Errorf("builder: %w", err)
 		}
 	}
-	for _, out := range outs {
+	for _, out := range b.outs {
 		o.logf("build: %s  %s", out.SHA256, filepath.Join(o.OutDir, out.File))
 	}
 	o.logf("build: wrote %s (interface %s)", res.ManifestPath, man.Interface)
@@ -288,10 +267,10 @@ func (b *build) add(p string, f images.File) {
 	b.files[f.Path] = f
 }
 
-// kernel fetches the pinned kernel into the kernel store and checks that
-// it came from the .deb the recipe pins, or builds it from the pinned
-// linux-source for the recipe's interface.
-func (b *build) kernel() (*kernels.Kernel, error) {
+// fetchKernel fetches the pinned kernel into the kernel store and checks
+// that it came from the .deb the recipe pins, or builds it from the
+// pinned linux-source for the recipe's interface.
+func (b *build) fetchKernel() (*kernels.Kernel, error) {
 	r := b.r
 	store, err := kernels.Open(b.o.CacheDir)
 	if err != nil {
@@ -312,7 +291,7 @@ func (b *build) kernel() (*kernels.Kernel, error) {
 	if k.DebSHA256 != r.Kernel.SHA256 {
 		return nil, fmt.Errorf("%s:%d: kernel %s=%s in the store came from a .deb with sha256 %s, the recipe pins %s", r.Path, r.Line("kernel.sha256"), r.Kernel.Package, r.Kernel.Version, k.DebSHA256, r.Kernel.SHA256)
 	}
-	b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
+	b.inputs = append(b.inputs, manifest.Input{Kind: "deb", Name: r.Kernel.Package, Version: r.Kernel.Version, SHA256: k.DebSHA256})
 	b.o.logf("build: kernel %s (%s=%s), bzImage sha256 %s", k.Release, k.Package, k.Version, k.SHA256)
 	return k, nil
 }
@@ -342,7 +321,7 @@ func (b *build) buildKernel(store *kernels.Store) (*kernels.Kernel, error) {
 		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.source"), err)
 	}
 	for _, in := range k.Inputs {
-		b.inputs = append(b.inputs, ManifestInput{Kind: "kernel-input", Name: in.Name, SHA256: in.SHA256})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "kernel-input", Name: in.Name, SHA256: in.SHA256})
 	}
 	b.o.logf("build: kernel %s (built from %s for interface %s), bzImage sha256 %s", k.Release, k.Source, k.Interface, k.SHA256)
 	return k, nil
@@ -382,7 +361,7 @@ func (b *build) packages() error {
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", r.Path, r.Line(key+".sha256"), err)
 		}
-		b.inputs = append(b.inputs, ManifestInput{Kind: "deb", Name: p.Name, Version: p.Version, SHA256: sum})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "deb", Name: p.Name, Version: p.Version, SHA256: sum})
 		pkg, err := debs.Open(file)
 		if err != nil {
 			return err
@@ -561,7 +540,7 @@ func (b *build) recipeFiles() error {
 			name = f.Source
 		}
 		b.add(f.Path, images.File{Mode: mode, Data: data})
-		b.inputs = append(b.inputs, ManifestInput{Kind: "file", Name: name, SHA256: sha(data)})
+		b.inputs = append(b.inputs, manifest.Input{Kind: "file", Name: name, SHA256: sha(data)})
 	}
 	return nil
 }
@@ -622,7 +601,7 @@ func (b *build) initramfs() ([]byte, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err == nil {
-		if err := images.AtomicWrite(file, 0o644, func(w *os.File) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
+		if err := atomicfile.WriteFile(file, buf.Bytes(), 0o644); err != nil {
 			b.o.logf("build: cannot cache the initramfs: %v", err)
 		}
 	}

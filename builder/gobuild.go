@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 const abiPkg = "github.com/xeno-hv/xeno/hv/abi"
@@ -98,21 +99,23 @@ func (b *build) compileGo(pkg string) (data []byte, cached bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return nil, false, fmt.Errorf("builder: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".go-*")
+	// go build writes its output in place, so it writes into a directory
+	// of its own and the cache takes the result whole.
+	tmp, err := os.MkdirTemp(filepath.Dir(file), ".go-*")
 	if err != nil {
 		return nil, false, fmt.Errorf("builder: %w", err)
 	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "out")
 	if _, err := run(b.t.root, goEnv(), "go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", b.t.ldflags(), "-o", tmp.Name(), pkg); err != nil {
+		"-ldflags", b.t.ldflags(), "-o", out, pkg); err != nil {
 		return nil, false, fmt.Errorf("builder: compiling %s: %w", pkg, err)
 	}
-	d, err := os.ReadFile(tmp.Name())
+	d, err := os.ReadFile(out)
 	if err != nil {
 		return nil, false, fmt.Errorf("builder: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
+	if err := atomicfile.WriteFile(file, d, 0o644); err != nil {
 		return nil, false, fmt.Errorf("builder: %w", err)
 	}
 	return d, false, nil

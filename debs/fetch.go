@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // ErrNotFound is wrapped by Fetch when apt does not know the package or
@@ -83,8 +85,8 @@ func Fetch(cacheDir, name, version, wantSHA256 string) (path string, sha string,
 	if wantSHA256 != "" && sha != wantSHA256 {
 		return "", "", fmt.Errorf("debs: %s: hash mismatch: sha256 %s, want %s", filepath.Base(final), sha, wantSHA256)
 	}
-	if err := writeFileAtomic(final+".sha256", []byte(sha+"  "+filepath.Base(final)+"\n")); err != nil {
-		return "", "", err
+	if err := atomicfile.WriteFile(final+".sha256", []byte(sha+"  "+filepath.Base(final)+"\n"), 0o644); err != nil {
+		return "", "", fmt.Errorf("debs: %w", err)
 	}
 	if err := os.Rename(got[0], final); err != nil {
 		return "", "", fmt.Errorf("debs: %w", err)
@@ -173,25 +175,4 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("debs: %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("debs: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("debs: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("debs: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("debs: %w", err)
-	}
-	return nil
 }

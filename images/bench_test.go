@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // benchSpec has a kernel and initrd the size of the default recipe's
@@ -92,7 +94,7 @@ func BenchmarkWriteESP(b *testing.B) {
 	b.Run("xeno", func(b *testing.B) {
 		b.SetBytes(total)
 		for i := 0; i < b.N; i++ {
-			err := AtomicWrite(filepath.Join(dir, "esp.img"), 0o644, func(f *os.File) error {
+			err := atomicfile.Write(filepath.Join(dir, "esp.img"), 0o644, func(f *os.File) error {
 				return writeFAT(f, 0, size, true, "XENO", 1, testEpoch, files, 0)
 			})
 			if err != nil {
@@ -203,7 +205,7 @@ func BenchmarkWriteInitramfs(b *testing.B) {
 	b.Run("xeno-gzip", func(b *testing.B) {
 		b.SetBytes(total)
 		for i := 0; i < b.N; i++ {
-			err := AtomicWrite(filepath.Join(dir, "initrd.img"), 0o644, func(f *os.File) error {
+			err := atomicfile.Write(filepath.Join(dir, "initrd.img"), 0o644, func(f *os.File) error {
 				return WriteInitramfs(f, tree, Gzip, testEpoch)
 			})
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ func TestFATNames(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "fat.img")
 			size := fatSize(files, fat32)
-			err := AtomicWrite(img, 0o644, func(f *os.File) error {
+			err := atomicfile.Write(img, 0o644, func(f *os.File) error {
 				return writeFAT(f, 0, size, fat32, "NAMES", 0x12345678, testEpoch, files, 0)
 			})
 			if err != nil {

@@ -3,7 +3,6 @@ package images
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
@@ -236,7 +236,7 @@ func TestInitramfsValidators(t *testing.T) {
 	paths := map[Compression]string{}
 	for _, c := range []Compression{None, Gzip, Zstd} {
 		p := filepath.Join(dir, "initrd."+string(c))
-		err := AtomicWrite(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
+		err := atomicfile.Write(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,31 +285,27 @@ func TestInitramfsValidators(t *testing.T) {
 	}
 }
 
-func TestAtomicWrite(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "out.img")
-	old := syscallUmask(0o077)
-	defer syscallUmask(old)
-	if err := AtomicWrite(p, 0o644, func(f *os.File) error { _, err := f.WriteString("good"); return err }); err != nil {
-		t.Fatal(err)
+// The reader takes back what the writer wrote, in every compression.
+func TestReadInitramfsFile(t *testing.T) {
+	tree := []File{
+		{Path: "init", Mode: 0o755, Data: []byte("#!/bin/sh\n")},
+		{Path: "etc/xeno/manifest.toml", Mode: 0o644, Data: []byte("interface = \"1.2\"\n")},
 	}
-	st, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v under umask 077, want 0644", st.Mode().Perm())
-	}
-	boom := errors.New("boom")
-	err = AtomicWrite(p, 0o644, func(f *os.File) error { f.WriteString("partial"); return boom })
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), p) {
-		t.Errorf("got %v, want the writer's error naming %s", err, p)
-	}
-	if data, _ := os.ReadFile(p); string(data) != "good" {
-		t.Errorf("failed write clobbered the old file: %q", data)
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("temp files left behind: %v", ents)
+	for _, c := range []Compression{Gzip, Zstd, None} {
+		p := filepath.Join(t.TempDir(), "initrd")
+		err := atomicfile.Write(p, 0o644, func(f *os.File) error { return WriteInitramfs(f, tree, c, testEpoch) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ReadInitramfsFile(p, "/etc/xeno/manifest.toml", 1<<10)
+		if err != nil || string(b) != "interface = \"1.2\"\n" {
+			t.Errorf("%s: %q, %v", c, b, err)
+		}
+		if b, err := ReadInitramfsFile(p, "/etc/missing", 1<<10); b != nil || err != nil {
+			t.Errorf("%s: missing file: %q, %v", c, b, err)
+		}
+		if _, err := ReadInitramfsFile(p, "/etc/xeno/manifest.toml", 4); err == nil {
+			t.Errorf("%s: a file past the limit was read", c)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // The ISO is written by this file, not by go-diskfs: its ISO writer takes
@@ -104,7 +106,7 @@ func WriteISO(path string, spec BootSpec) error {
 		return fmt.Errorf("images: %s: %w", path, err)
 	}
 	efiboot := files[len(files)-1]
-	return AtomicWrite(path, 0o644, func(f *os.File) error {
+	err = atomicfile.Write(path, 0o644, func(f *os.File) error {
 		// Written in place with WriteAt: the zeros between are holes, and
 		// the large files are not copied into an in-memory image first.
 		if err := f.Truncate(img.size); err != nil {
@@ -122,6 +124,10 @@ func WriteISO(path string, spec BootSpec) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return nil
 }
 
 // isoImage is a laid-out ISO: its size and the bytes to write where.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // GPT layout: the ESP starts at 1 MiB, as partitioning tools align it, and
@@ -27,7 +28,7 @@ func WriteRawEFI(path string, spec BootSpec) error {
 	files := spec.espFiles()
 	espSize := fatSize(files, true)
 	diskSize := espStartLBA*sectorSize + espSize + gptTail
-	return AtomicWrite(path, 0o644, func(f *os.File) error {
+	err := atomicfile.Write(path, 0o644, func(f *os.File) error {
 		if err := f.Truncate(diskSize); err != nil {
 			return err
 		}
@@ -55,4 +56,8 @@ func WriteRawEFI(path string, spec BootSpec) error {
 		return writeFAT(f, espStartLBA*sectorSize, espSize, true, spec.volumeLabel(11),
 			deriveUint32(spec.Seed, "esp-volume-id"), spec.Epoch, files, espStartLBA)
 	})
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return nil
 }

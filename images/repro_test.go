@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // reproOutputs are the files writeAllOutputs makes.
@@ -17,7 +19,7 @@ var reproOutputs = []string{"initrd.none", "initrd.gzip", "initrd.zstd", "disk.i
 func writeAllOutputs(t *testing.T, dir string) {
 	tree := sampleTree(t)
 	for _, c := range []Compression{None, Gzip, Zstd} {
-		err := AtomicWrite(filepath.Join(dir, "initrd."+string(c)), 0o644, func(f *os.File) error {
+		err := atomicfile.Write(filepath.Join(dir, "initrd."+string(c)), 0o644, func(f *os.File) error {
 			return WriteInitramfs(f, tree, c, testEpoch)
 		})
 		if err != nil {

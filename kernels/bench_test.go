@@ -11,6 +11,7 @@ import (
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // BenchmarkDecompress times our Go decompression of the real kernels'
@@ -29,7 +30,7 @@ func BenchmarkDecompress(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h, err := kernels.ParseSetupHeader(bz)
+			h, err := kformat.ParseSetupHeader(bz)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -44,7 +45,7 @@ func BenchmarkDecompress(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				v, err := kernels.Decompress(bz)
+				v, err := kformat.Decompress(bz)
 				if err != nil {
 					b.Fatal(err)
 				}

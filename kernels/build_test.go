@@ -1,8 +1,6 @@
 package kernels
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"os"
@@ -10,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 func TestParseFragment(t *testing.T) {
@@ -62,35 +58,6 @@ func TestApplyPatchReportsHunk(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(src, "f.c")); string(b) != "one\nTWO\nthree\n" {
 		t.Errorf("a failed patch changed the file: %q", b)
-	}
-}
-
-func TestDecompressInitrd(t *testing.T) {
-	cpio := bytes.Repeat([]byte("070701 xeno initramfs "), 1000)
-	var gz bytes.Buffer
-	// Two members, as when initramfs images are concatenated.
-	for _, part := range [][]byte{cpio[:5000], cpio[5000:]} {
-		w := gzip.NewWriter(&gz)
-		w.Write(part)
-		w.Close()
-	}
-	zw, _ := zstd.NewWriter(nil)
-	zs := zw.EncodeAll(cpio, nil)
-	for name, in := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zs} {
-		out, ok, err := DecompressInitrd(in, 1<<20)
-		if err != nil || !ok || !bytes.Equal(out, cpio) {
-			t.Errorf("%s: ok=%v err=%v, %d bytes, want %d", name, ok, err, len(out), len(cpio))
-		}
-		if _, _, err := DecompressInitrd(in, 1000); err == nil {
-			t.Errorf("%s: no error past the bound: %v", name, err)
-		}
-	}
-	out, ok, err := DecompressInitrd(cpio, 1<<20)
-	if err != nil || ok || !bytes.Equal(out, cpio) {
-		t.Errorf("plain cpio: ok=%v err=%v", ok, err)
-	}
-	if _, _, err := DecompressInitrd(gz.Bytes()[:100], 1<<20); err == nil {
-		t.Errorf("truncated gzip accepted")
 	}
 }
 
@@ -178,27 +145,6 @@ func FuzzParseFragment(f *testing.F) {
 			if !strings.HasPrefix(l.name, "CONFIG_") || l.line < 1 || l.line > n {
 				t.Fatalf("bad line %+v from %q", l, b)
 			}
-		}
-	})
-}
-
-func FuzzDecompressInitrd(f *testing.F) {
-	var gz bytes.Buffer
-	w := gzip.NewWriter(&gz)
-	w.Write([]byte("070701 initramfs"))
-	w.Close()
-	zw, _ := zstd.NewWriter(nil)
-	f.Add(gz.Bytes())
-	f.Add(zw.EncodeAll([]byte("070701 initramfs"), nil))
-	f.Add([]byte("070701 plain"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		const limit = 1 << 16
-		out, ok, err := DecompressInitrd(b, limit)
-		if err == nil && ok && len(out) > limit {
-			t.Fatalf("%d bytes past the %d limit", len(out), limit)
-		}
-		if err == nil && !ok && !bytes.Equal(out, b) {
-			t.Fatalf("an uncompressed initramfs was changed")
 		}
 	})
 }

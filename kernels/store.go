@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/debs"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // Store layout, under Dir:
@@ -101,18 +103,18 @@ func Open(dir string) (*Store, error) {
 // Kernel is one stored kernel. Package, Version and DebSHA256 are empty
 // for a bare bzImage.
 type Kernel struct {
-	Release      string      `json:"release"` // uname -r
-	Package      string      `json:"package,omitempty"`
-	Version      string      `json:"version,omitempty"`
-	Architecture string      `json:"architecture,omitempty"`
-	DebSHA256    string      `json:"deb_sha256,omitempty"`
-	SHA256       string      `json:"sha256"` // of the bzImage
-	Size         int64       `json:"size"`
-	Protocol     string      `json:"protocol"`
-	Compression  Compression `json:"compression"`
-	Banner       string      `json:"banner"`
-	ConfigSHA256 string      `json:"config_sha256,omitempty"`
-	Modules      int         `json:"modules"` // number of .ko files
+	Release      string              `json:"release"` // uname -r
+	Package      string              `json:"package,omitempty"`
+	Version      string              `json:"version,omitempty"`
+	Architecture string              `json:"architecture,omitempty"`
+	DebSHA256    string              `json:"deb_sha256,omitempty"`
+	SHA256       string              `json:"sha256"` // of the bzImage
+	Size         int64               `json:"size"`
+	Protocol     string              `json:"protocol"`
+	Compression  kformat.Compression `json:"compression"`
+	Banner       string              `json:"banner"`
+	ConfigSHA256 string              `json:"config_sha256,omitempty"`
+	Modules      int                 `json:"modules"` // number of .ko files
 	// ModulesSHA256 is the hash of modules.sha256, the manifest of every
 	// file under modules/ with its own hash.
 	ModulesSHA256 string `json:"modules_sha256,omitempty"`
@@ -177,12 +179,12 @@ func (k *Kernel) BzImage() ([]byte, error) {
 }
 
 // Header parses the verified bzImage's setup header.
-func (k *Kernel) Header() (*SetupHeader, error) {
+func (k *Kernel) Header() (*kformat.SetupHeader, error) {
 	b, err := k.BzImage()
 	if err != nil {
 		return nil, err
 	}
-	h, err := ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", k.BzImagePath(), err)
 	}
@@ -222,23 +224,23 @@ func (k *Kernel) Vmlinux() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	v, err := Decompress(b)
+	v, err := kformat.Decompress(b)
 	if err != nil {
 		return "", fmt.Errorf("kernels: %s: %w", k.BzImagePath(), err)
 	}
 	// The file first, then the hash that vouches for it: a reader that
 	// finds the hash finds the file it describes.
-	if err := writeFileAtomic(p, v, 0o644); err != nil {
-		return "", err
+	if err := atomicfile.WriteFile(p, v, 0o644); err != nil {
+		return "", fmt.Errorf("kernels: %w", err)
 	}
-	if err := writeFileAtomic(p+".sha256", []byte(sha256Hex(v)+"\n"), 0o644); err != nil {
-		return "", err
+	if err := atomicfile.WriteFile(p+".sha256", []byte(sha256Hex(v)+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("kernels: %w", err)
 	}
 	return p, nil
 }
 
 // ELF parses the cached vmlinux.
-func (k *Kernel) ELF() (*ELFInfo, error) {
+func (k *Kernel) ELF() (*kformat.ELFInfo, error) {
 	p, err := k.Vmlinux()
 	if err != nil {
 		return nil, err
@@ -247,7 +249,7 @@ func (k *Kernel) ELF() (*ELFInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	info, err := ParseELF(b)
+	info, err := kformat.ParseELF(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", p, err)
 	}
@@ -529,18 +531,28 @@ func describe(p, name string) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
-	h, err := ParseSetupHeader(b)
+	k, _, err := Describe(b)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %s: %w", name, err)
+	}
+	return k, nil
+}
+
+// Describe parses bzImage b into what the store would record of it, and
+// returns its setup header too. The error names no file.
+func Describe(b []byte) (*Kernel, *kformat.SetupHeader, error) {
+	h, err := kformat.ParseSetupHeader(b)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &Kernel{
 		Release:     h.Release(),
 		SHA256:      sha256Hex(b),
 		Size:        int64(len(b)),
-		Protocol:    ProtocolString(h.Version),
-		Compression: DetectCompression(h.Payload(b)),
+		Protocol:    kformat.ProtocolString(h.Version),
+		Compression: kformat.DetectCompression(h.Payload(b)),
 		Banner:      h.KernelVersion,
-	}, nil
+	}, h, nil
 }
 
 // commit writes k's metadata into the staged directory tmp and renames it
@@ -599,25 +611,21 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("kernels: %s: %s: %s", x.deb, hdr.Name, fmt.Sprintf(format, args...))
 	}
-	if strings.HasPrefix(name, "boot/") && hdr.Typeflag == tar.TypeReg {
-		base := path.Base(name)
-		switch {
-		case strings.HasPrefix(base, "vmlinuz-"):
-			if x.release != "" {
-				return fail("a second kernel in one package (already have vmlinuz-%s)", x.release)
-			}
-			x.release = strings.TrimPrefix(base, "vmlinuz-")
-			_, err := x.copy(bzImageFile, r, hdr, maxBzImage)
-			return err
-		case strings.HasPrefix(base, "config-"):
-			sum, err := x.copy(configFile, r, hdr, maxConfig)
-			x.configSHA = sum
-			return err
-		case strings.HasPrefix(base, "System.map-"):
-			_, err := x.copy(sysMapFile, r, hdr, maxSystemMap)
-			return err
+	switch file, rel := bootEntry(hdr); file {
+	case bzImageFile:
+		if x.release != "" {
+			return fail("a second kernel in one package (already have vmlinuz-%s)", x.release)
 		}
-		return nil
+		x.release = rel
+		_, err := x.copy(bzImageFile, r, hdr, maxBzImage)
+		return err
+	case configFile:
+		sum, err := x.copy(configFile, r, hdr, maxConfig)
+		x.configSHA = sum
+		return err
+	case sysMapFile:
+		_, err := x.copy(sysMapFile, r, hdr, maxSystemMap)
+		return err
 	}
 	rest, ok := strings.CutPrefix(name, "lib/modules/")
 	if !ok {
@@ -744,28 +752,6 @@ func verifyFile(p, want string) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return fmt.Errorf("kernels: %s: %w: sha256 %s, recorded %s", p, ErrHashMismatch, got, want)
-	}
-	return nil
-}
-
-func writeFileAtomic(p string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-")
-	if err != nil {
-		return fmt.Errorf("kernels: %w", err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("kernels: %w", err)
 	}
 	return nil
 }

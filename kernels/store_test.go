@@ -16,17 +16,18 @@ import (
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 type pinned struct {
 	pkg, version, release string
-	compression           kernels.Compression
+	compression           kformat.Compression
 }
 
 var pins = []pinned{
-	{kerneltest.Cloud56, kerneltest.Cloud56Version, kerneltest.Cloud56Release, kernels.LZ4},
-	{kerneltest.Cloud55, kerneltest.Cloud55Version, kerneltest.Cloud55Release, kernels.LZ4},
-	{kerneltest.Cloud612, kerneltest.Cloud612Version, kerneltest.Cloud612Release, kernels.Zstd},
+	{kerneltest.Cloud56, kerneltest.Cloud56Version, kerneltest.Cloud56Release, kformat.LZ4},
+	{kerneltest.Cloud55, kerneltest.Cloud55Version, kerneltest.Cloud55Release, kformat.LZ4},
+	{kerneltest.Cloud612, kerneltest.Cloud612Version, kerneltest.Cloud612Release, kformat.Zstd},
 }
 
 // cachedDeb is the .deb the default store fetched for k.
@@ -62,7 +63,7 @@ func TestRealKernels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if k.Protocol != "2.15" || h.XLoadFlags&kernels.XLFKernel64 == 0 || !h.RelocatableKernel ||
+			if k.Protocol != "2.15" || h.XLoadFlags&kformat.XLFKernel64 == 0 || !h.RelocatableKernel ||
 				h.KernelAlignment != 2<<20 || h.InitSize < 32<<20 || h.InitSize > 128<<20 {
 				t.Errorf("header: protocol %s xloadflags %#x relocatable %v align %#x init_size %#x",
 					k.Protocol, h.XLoadFlags, h.RelocatableKernel, h.KernelAlignment, h.InitSize)
@@ -84,7 +85,7 @@ func TestRealKernels(t *testing.T) {
 	}
 }
 
-func checkVmlinux(t *testing.T, k *kernels.Kernel, h *kernels.SetupHeader) {
+func checkVmlinux(t *testing.T, k *kernels.Kernel, h *kformat.SetupHeader) {
 	p, err := k.Vmlinux()
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func checkVmlinux(t *testing.T, k *kernels.Kernel, h *kernels.SetupHeader) {
 	if len(v) > int(h.InitSize) {
 		t.Errorf("vmlinux is %d bytes, more than init_size %d", len(v), h.InitSize)
 	}
-	info, err := kernels.ParseELF(v)
+	info, err := kformat.ParseELF(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +118,10 @@ func checkVmlinux(t *testing.T, k *kernels.Kernel, h *kernels.SetupHeader) {
 	if !ok || !inLoad(uint64(pvh)) {
 		t.Errorf("PHYS32_ENTRY %#x (present %v) not in an executable PT_LOAD", pvh, ok)
 	}
-	if n, _ := info.Note(kernels.XenElfnoteXenVersion); n.Str != "xen-3.0" {
+	if n, _ := info.Note(kformat.XenElfnoteXenVersion); n.Str != "xen-3.0" {
 		t.Errorf("XEN_VERSION note %q", n.Str)
 	}
-	if n, _ := info.Note(kernels.XenElfnoteGuestOS); n.Str != "linux" {
+	if n, _ := info.Note(kformat.XenElfnoteGuestOS); n.Str != "linux" {
 		t.Errorf("GUEST_OS note %q", n.Str)
 	}
 	// The peer decompressor must agree byte for byte.
@@ -129,7 +130,7 @@ func checkVmlinux(t *testing.T, k *kernels.Kernel, h *kernels.SetupHeader) {
 		t.Fatal(err)
 	}
 	payload := h.Payload(b)
-	tool := map[kernels.Compression]string{kernels.LZ4: "lz4", kernels.Zstd: "zstd"}[k.Compression]
+	tool := map[kformat.Compression]string{kformat.LZ4: "lz4", kformat.Zstd: "zstd"}[k.Compression]
 	testenv.RequireCmd(t, tool)
 	in := filepath.Join(t.TempDir(), "payload")
 	// The kernel appends the uncompressed size; the tools call it garbage.
@@ -325,7 +326,7 @@ func TestImportDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := kernels.ParseSetupHeader(bz)
+	h, err := kformat.ParseSetupHeader(bz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +374,7 @@ func TestImportDamaged(t *testing.T) {
 	// A corrupt LZ4 block size is refused by Decompress, not decoded.
 	bad := bytes.Clone(bz)
 	binary.LittleEndian.PutUint32(bad[payloadStart+4:], 0x7fffffff)
-	if _, err := kernels.Decompress(bad); err == nil || !strings.Contains(err.Error(), "lz4") {
+	if _, err := kformat.Decompress(bad); err == nil || !strings.Contains(err.Error(), "lz4") {
 		t.Errorf("Decompress with a forged block size: %v", err)
 	}
 	// Nothing half-imported is left behind.

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // Lock is RECIPE.lock: the exact versions and hashes a recipe resolved to.
@@ -108,23 +108,7 @@ func (l *Lock) WriteFile(file string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("recipes: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("recipes: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("recipes: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("recipes: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
+	if err := atomicfile.WriteFile(file, b, 0o644); err != nil {
 		return fmt.Errorf("recipes: %w", err)
 	}
 	return nil

@@ -10,13 +10,14 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/images"
 )
 
 // Size limits: a recipe is a short text, and every file it places in an
@@ -89,19 +90,9 @@ type Package struct {
 	// the package's busybox lists.
 	BusyboxLinks bool `toml:"busybox_links"`
 	// Boot names bootloader files the image writers use, not the
-	// initramfs: role -> path inside the package.
+	// initramfs: role (images.BootRoles) -> path inside the package.
 	Boot map[string]string `toml:"boot"`
 }
-
-// Boot roles and the image format that needs each.
-const (
-	BootIsolinuxBin    = "isolinux_bin"
-	BootLdlinuxC32     = "ldlinux_c32"
-	BootIsohdpfxBin    = "isohdpfx_bin"
-	BootSystemdBootEFI = "systemd_boot_efi"
-)
-
-var bootRoles = map[string]bool{BootIsolinuxBin: true, BootLdlinuxC32: true, BootIsohdpfxBin: true, BootSystemdBootEFI: true}
 
 // GoProg is a Go program of this module compiled into the image.
 type GoProg struct {
@@ -129,17 +120,10 @@ type Initramfs struct {
 	Modules     []string `toml:"modules"`
 }
 
-// Output is one artefact to write.
+// Output is one artefact to write, in a format of images.Formats.
 type Output struct {
 	Format string `toml:"format"`
 }
-
-// Output formats and the file each writes (NAME + suffix).
-const (
-	FormatKernelInitrd = "kernel+initrd"
-	FormatISO          = "iso"
-	FormatRawEFI       = "raw-efi"
-)
 
 // Error is a problem in a recipe or lock file, at a line.
 type Error struct {
@@ -264,7 +248,21 @@ const (
 	maxEpoch    = 1<<33 - 1 // cpio's mtime is 11 octal digits
 )
 
+// validate checks the recipe section by section; the first problem is
+// the error, at its line.
 func (r *Recipe) validate() error {
+	for _, check := range []func() error{
+		r.checkHead, r.checkKernel, r.checkPackages, r.checkImagePaths, r.checkInit, r.checkInitramfs, r.checkOutputs,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHead checks the top-level keys and [hv].
+func (r *Recipe) checkHead() error {
 	if r.Name == "" {
 		return r.Errorf("name", "missing required key name")
 	}
@@ -292,6 +290,12 @@ func (r *Recipe) validate() error {
 	if _, err := ParseHVPin(r.HV.Release); err != nil {
 		return r.Errorf("hv.release", "%v", err)
 	}
+	return nil
+}
+
+// checkKernel checks [kernel]: a prebuilt linux-image or a linux-source
+// to build, pinned.
+func (r *Recipe) checkKernel() error {
 	k := r.Kernel
 	switch {
 	case k.Package == "" && k.Source == "":
@@ -328,10 +332,16 @@ func (r *Recipe) validate() error {
 	if len(k.Cmdline) > 2048 {
 		return r.Errorf("kernel.cmdline", "cmdline is %d bytes, the boot protocol allows 2047", len(k.Cmdline))
 	}
+	return nil
+}
+
+// checkPackages checks [[packages]]: pinned, each once, each giving
+// something, and every boot role known and given once.
+func (r *Recipe) checkPackages() error {
 	if len(r.Packages) > maxPackages {
 		return r.Errorf("packages", "%d packages, at most %d", len(r.Packages), maxPackages)
 	}
-	seen := map[string]bool{k.Name(): true}
+	seen := map[string]bool{r.Kernel.Name(): true}
 	roles := map[string]bool{}
 	for i, p := range r.Packages {
 		key := fmt.Sprintf("packages.%d", i)
@@ -362,8 +372,8 @@ func (r *Recipe) validate() error {
 			}
 		}
 		for role, pa := range p.Boot {
-			if !bootRoles[role] {
-				return r.Errorf(key+".boot."+role, "unknown boot role %q (want %s)", role, strings.Join(sortedKeys(bootRoles), ", "))
+			if !slices.Contains(images.BootRoles(), role) {
+				return r.Errorf(key+".boot."+role, "unknown boot role %q (want %s)", role, strings.Join(images.BootRoles(), ", "))
 			}
 			if roles[role] {
 				return r.Errorf(key+".boot."+role, "boot role %s given twice", role)
@@ -374,6 +384,12 @@ func (r *Recipe) validate() error {
 			}
 		}
 	}
+	return nil
+}
+
+// checkImagePaths checks [[go]] and [[files]], which write image paths
+// that no two may share.
+func (r *Recipe) checkImagePaths() error {
 	dests := map[string]string{}
 	claim := func(dest, key string) error {
 		if prev, ok := dests[dest]; ok {
@@ -415,9 +431,18 @@ func (r *Recipe) validate() error {
 			return err
 		}
 	}
+	return nil
+}
+
+func (r *Recipe) checkInit() error {
 	if len(r.Init.Run) > 0 && !path.IsAbs(r.Init.Run[0]) {
 		return r.Errorf("init.run", "run %q: the program must be an absolute path", r.Init.Run[0])
 	}
+	return nil
+}
+
+// checkInitramfs checks [initramfs] and fills in its default compression.
+func (r *Recipe) checkInitramfs() error {
 	switch r.Initramfs.Compression {
 	case "":
 		r.Initramfs.Compression = "gzip"
@@ -436,29 +461,36 @@ func (r *Recipe) validate() error {
 			return r.Errorf("initramfs.modules", "module name %q: want a name such as virtio_blk", m)
 		}
 	}
+	return nil
+}
+
+// checkOutputs checks [[outputs]] against images.Formats: known, each
+// once, and with the boot files each needs given by some package.
+func (r *Recipe) checkOutputs() error {
+	names := images.FormatNames()
 	if len(r.Outputs) == 0 {
-		return r.Errorf("outputs", "no [[outputs]]: give at least one format (kernel+initrd, iso, raw-efi)")
+		return r.Errorf("outputs", "no [[outputs]]: give at least one format (%s)", strings.Join(names, ", "))
+	}
+	roles := map[string]bool{}
+	for _, p := range r.Packages {
+		for role := range p.Boot {
+			roles[role] = true
+		}
 	}
 	formats := map[string]bool{}
 	for i, o := range r.Outputs {
 		key := fmt.Sprintf("outputs.%d.format", i)
-		switch o.Format {
-		case FormatKernelInitrd:
-		case FormatISO:
-			// The ISO is hybrid: isolinux for BIOS, systemd-boot for UEFI.
-			for _, role := range []string{BootIsolinuxBin, BootLdlinuxC32, BootIsohdpfxBin, BootSystemdBootEFI} {
-				if !roles[role] {
-					return r.Errorf(key, "format iso needs a package with boot.%s", role)
-				}
-			}
-		case FormatRawEFI:
-			if !roles[BootSystemdBootEFI] {
-				return r.Errorf(key, "format raw-efi needs a package with boot.%s", BootSystemdBootEFI)
-			}
-		case "":
+		if o.Format == "" {
 			return r.Errorf(key, "missing required key format in [[outputs]]")
-		default:
-			return r.Errorf(key, "format %q: want kernel+initrd, iso or raw-efi", o.Format)
+		}
+		f, ok := images.FindFormat(o.Format)
+		if !ok {
+			return r.Errorf(key, "format %q: want %s or %s", o.Format, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+		}
+		for _, role := range f.Boot {
+			if !roles[role] {
+				return r.Errorf(key, "format %s needs a package with boot.%s", f.Name, role)
+			}
 		}
 		if formats[o.Format] {
 			return r.Errorf(key, "format %s is listed twice", o.Format)
@@ -502,15 +534,6 @@ func checkAbs(p string) error {
 		return errors.New("contains NUL or newline")
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // HVPin is a parsed [hv] release: a whole stable line, or one release.

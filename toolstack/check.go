@@ -2,36 +2,23 @@ package toolstack
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-	"github.com/cavaliergopher/cpio"
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/xeno-hv/xeno/builder/manifest"
 	"github.com/xeno-hv/xeno/hv/abi"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // Limits on what the check reads, so a hostile file cannot make xl
 // allocate without bound.
-const (
-	maxKernelSize   = 256 << 20
-	maxManifestSize = 1 << 20
-	maxCpioEntries  = 1 << 20
-)
-
-// InitramfsManifest is where the builder puts the manifest inside the
-// initramfs.
-const InitramfsManifest = "etc/xeno/manifest.toml"
+const maxKernelSize = 256 << 20
 
 // Refusal is why a domain may not be created. xl prints it and exits
 // non-zero; nothing has been started or recorded when it is returned.
@@ -184,7 +171,7 @@ func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
 }
 
 // CheckKernel checks that path is a bzImage this hv can boot: magic, boot
-// protocol >= 2.12 and the 64-bit entry (kernels.ParseSetupHeader), and
+// protocol >= 2.12 and the 64-bit entry (kformat.ParseSetupHeader), and
 // reports the payload compression.
 func CheckKernel(path string) (string, error) {
 	refuse := func(rule, msg string, err error) error {
@@ -202,19 +189,19 @@ func CheckKernel(path string) (string, error) {
 	if len(b) > maxKernelSize {
 		return "", refuse("size", fmt.Sprintf("larger than %d MiB", maxKernelSize>>20), nil)
 	}
-	h, err := kernels.ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	switch {
-	case errors.Is(err, kernels.ErrBadMagic):
+	case errors.Is(err, kformat.ErrBadMagic):
 		return "", refuse("bzimage-magic", "not a bzImage: "+err.Error()+"; xeno boots bzImages through their 64-bit entry", err)
-	case errors.Is(err, kernels.ErrOldProtocol):
+	case errors.Is(err, kformat.ErrOldProtocol):
 		return "", refuse("boot-protocol", err.Error()+"; the 64-bit entry needs boot protocol >= 2.12", err)
-	case errors.Is(err, kernels.ErrNo64BitEntry):
+	case errors.Is(err, kformat.ErrNo64BitEntry):
 		return "", refuse("64bit-entry", err.Error()+"; xeno enters the kernel in long mode", err)
 	case err != nil:
 		return "", refuse("bzimage", err.Error(), err)
 	}
-	comp := kernels.DetectCompression(h.Payload(b))
-	detail := fmt.Sprintf("bzImage, boot protocol %s, 64-bit entry, payload %s", kernels.ProtocolString(h.Version), comp)
+	comp := kformat.DetectCompression(h.Payload(b))
+	detail := fmt.Sprintf("bzImage, boot protocol %s, 64-bit entry, payload %s", kformat.ProtocolString(h.Version), comp)
 	if h.KernelVersion != "" {
 		detail += ", " + strings.Fields(h.KernelVersion)[0]
 	}
@@ -275,26 +262,24 @@ func GuestInterface(cfg *Config, b abi.Build) (in abi.Interface, from, warning s
 		if f == "" {
 			continue
 		}
-		for _, m := range manifestCandidates(f) {
-			data, err := readBounded(m)
+		for _, p := range manifest.Beside(f) {
+			m, err := manifest.ReadFile(p)
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			if err != nil {
-				return in, "", "", &Refusal{Check: "interface", File: m, Rule: "manifest", Msg: err.Error(), Err: err}
-			}
-			in, err := manifestInterface(m, data)
-			return in, m, "", err
+			in, err := manifestInterface(p, m, err)
+			return in, p, "", err
 		}
 	}
 	if cfg.Ramdisk != "" {
-		data, err := initramfsFile(cfg.Ramdisk, InitramfsManifest)
+		data, err := images.ReadInitramfsFile(cfg.Ramdisk, manifest.InitramfsPath, manifest.MaxSize)
 		if err != nil {
 			return in, "", "", &Refusal{Check: "interface", File: cfg.Ramdisk, Rule: "initramfs", Msg: err.Error(), Err: err}
 		}
 		if data != nil {
-			where := cfg.Ramdisk + ":/" + InitramfsManifest
-			in, err := manifestInterface(where, data)
+			where := cfg.Ramdisk + ":" + manifest.InitramfsPath
+			m, err := manifest.Parse(data)
+			in, err := manifestInterface(where, m, err)
 			return in, where, "", err
 		}
 	}
@@ -305,109 +290,14 @@ func GuestInterface(cfg *Config, b abi.Build) (in abi.Interface, from, warning s
 	return in, "nobody (assumed native)", fmt.Sprintf("the guest declares no interface (no interface= in the config, no manifest beside %s, none in its initramfs): admitted as this hv's native %s", cfg.Kernel, in.Short()), nil
 }
 
-// manifestCandidates lists where the builder's manifest for file may be:
-// dir/NAME.manifest.toml for NAME the file name with and without its
-// last extension (debian.initrd.gz -> debian.initrd, debian.initrd).
-func manifestCandidates(file string) []string {
-	dir, base := filepath.Split(file)
-	out := []string{filepath.Join(dir, base+".manifest.toml")}
-	if ext := filepath.Ext(base); ext != "" {
-		out = append(out, filepath.Join(dir, strings.TrimSuffix(base, ext)+".manifest.toml"))
-	}
-	return out
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxManifestSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxManifestSize)
-	}
-	return b, nil
-}
-
-// manifestInterface reads the top-level `interface = "1.2"` of a builder
-// manifest.
-func manifestInterface(where string, data []byte) (abi.Interface, error) {
-	var m struct {
-		Interface string `toml:"interface"`
-		HVBuildID string `toml:"hv_build_id"`
-	}
-	if _, err := toml.Decode(string(data), &m); err != nil {
-		return abi.Interface{}, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
-	}
-	if m.Interface == "" {
-		return abi.Interface{}, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: "manifest has no interface = \"MAJOR.MINOR\""}
-	}
-	in, err := abi.ParseInterface(m.Interface)
-	if err != nil {
-		return in, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
-	}
-	if in.Dev && in.BuildID == "" {
-		// A dev guest names its hv build; the manifest may say it apart.
-		in.BuildID = m.HVBuildID
-	}
-	return in, nil
-}
-
-// initramfsFile returns the contents of name inside a newc cpio that is
-// gzip-, zstd- or not compressed, or nil if it is not there.
-func initramfsFile(path, name string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	magic, _ := br.Peek(6)
-	var r io.Reader
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		z, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+// manifestInterface is the guest interface of a builder manifest that
+// was read with err, or the refusal that names where it was.
+func manifestInterface(where string, m *manifest.Manifest, err error) (abi.Interface, error) {
+	var in abi.Interface
+	if err == nil {
+		if in, err = m.GuestInterface(); err == nil {
+			return in, nil
 		}
-		defer z.Close()
-		r = z
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		defer z.Close()
-		r = z
-	case bytes.HasPrefix(magic, []byte("070701")), bytes.HasPrefix(magic, []byte("070702")):
-		r = br
-	default:
-		return nil, fmt.Errorf("not a newc cpio archive (compressed with gzip, zstd or nothing): magic % x", magic)
 	}
-	cr := cpio.NewReader(r)
-	for i := 0; i < maxCpioEntries; i++ {
-		h, err := cr.Next()
-		if err == io.EOF {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cpio: %w", err)
-		}
-		if strings.TrimPrefix(strings.TrimPrefix(h.Name, "."), "/") != name {
-			continue
-		}
-		if h.Size > maxManifestSize {
-			return nil, fmt.Errorf("/%s is larger than %d bytes", name, maxManifestSize)
-		}
-		b, err := io.ReadAll(io.LimitReader(cr, maxManifestSize))
-		if err != nil {
-			return nil, fmt.Errorf("cpio: /%s: %w", name, err)
-		}
-		return b, nil
-	}
-	return nil, fmt.Errorf("cpio: more than %d entries", maxCpioEntries)
+	return in, &Refusal{Check: "interface", File: where, Rule: "manifest", Msg: err.Error(), Err: err}
 }

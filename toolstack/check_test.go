@@ -14,7 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xeno-hv/xeno/hv/abi"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // fakeBzImage builds the smallest file that passes the boot-protocol
@@ -65,9 +65,9 @@ func TestCheckKernel(t *testing.T) {
 		rule string
 		is   error
 	}{
-		{"elf", append([]byte("\x7fELF"), make([]byte, 0x1000)...), "bzimage-magic", kernels.ErrBadMagic},
-		{"old", fakeBzImage(0x020a, 1), "boot-protocol", kernels.ErrOldProtocol},
-		{"no64", fakeBzImage(0x020f, 0), "64bit-entry", kernels.ErrNo64BitEntry},
+		{"elf", append([]byte("\x7fELF"), make([]byte, 0x1000)...), "bzimage-magic", kformat.ErrBadMagic},
+		{"old", fakeBzImage(0x020a, 1), "boot-protocol", kformat.ErrOldProtocol},
+		{"no64", fakeBzImage(0x020f, 0), "64bit-entry", kformat.ErrNo64BitEntry},
 	} {
 		p := writeFile(t, dir, tc.name, tc.data)
 		_, err := CheckKernel(p)

@@ -73,11 +73,6 @@ func (w Warning) String() string {
 const (
 	DefaultMemoryMiB = 128
 	DefaultVCPUs     = 1
-	// The hv's --memory range: below 16 MiB there is no room for the
-	// kernel's own decompression, above 1 TiB no host here has it.
-	MinMemoryMiB = 16
-	MaxMemoryMiB = 1 << 20
-	MaxVCPUs     = 255 // one xAPIC ID per vCPU
 )
 
 // ResolveOptions says how to resolve what the config names.
@@ -152,10 +147,10 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 		return nil, r.warns, err
 	}
 
-	if cfg.MemoryMiB, err = r.num("memory", DefaultMemoryMiB, MinMemoryMiB, MaxMemoryMiB); err != nil {
+	if cfg.MemoryMiB, err = r.num("memory", DefaultMemoryMiB, abi.MinMemoryMiB, abi.MaxMemoryMiB); err != nil {
 		return nil, r.warns, err
 	}
-	if cfg.MaxMemMiB, err = r.num("maxmem", cfg.MemoryMiB, MinMemoryMiB, MaxMemoryMiB); err != nil {
+	if cfg.MaxMemMiB, err = r.num("maxmem", cfg.MemoryMiB, abi.MinMemoryMiB, abi.MaxMemoryMiB); err != nil {
 		return nil, r.warns, err
 	}
 	if s := c.Get("maxmem"); s != nil {
@@ -166,12 +161,12 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 			r.warn(s.Pos, "maxmem = %d > memory = %d: xeno has no balloon driver, the guest gets memory = %d MiB and never more", cfg.MaxMemMiB, cfg.MemoryMiB, cfg.MemoryMiB)
 		}
 	}
-	v, err := r.num("vcpus", DefaultVCPUs, 1, MaxVCPUs)
+	v, err := r.num("vcpus", DefaultVCPUs, 1, abi.MaxVCPUs)
 	if err != nil {
 		return nil, r.warns, err
 	}
 	cfg.VCPUs = int(v)
-	if v, err = r.num("maxvcpus", int64(cfg.VCPUs), 1, MaxVCPUs); err != nil {
+	if v, err = r.num("maxvcpus", int64(cfg.VCPUs), 1, abi.MaxVCPUs); err != nil {
 		return nil, r.warns, err
 	}
 	cfg.MaxVCPUs = int(v)

@@ -155,6 +155,7 @@ func TestRefusedValues(t *testing.T) {
 		{`memory = 0`, 10, "out of range"},
 		{`memory = "lots"`, 10, "not a number"},
 		{`vcpus = [1]`, 9, "not a list"},
+		{`vcpus = 65`, 9, "out of range [1, 64]"}, // the hv's abi.MaxVCPUs
 		{`on_crash = "coredump-destroy"`, 12, "core dumps"},
 		{`on_reboot = "rename-restart"`, 13, "renamed"},
 		{`on_poweroff = "explode"`, 15, "want"},

@@ -94,8 +94,8 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 
 func (t *Toolstack) setPaths(r *Record) {
 	dir := t.State.DomainDir(r.ID)
-	r.Control = filepath.Join(dir, "control.sock")
-	r.Console = filepath.Join(dir, "console.sock")
+	r.Control = filepath.Join(dir, controlSocket)
+	r.Console = filepath.Join(dir, consoleSocket)
 }
 
 // StartMonitor starts the detached monitor for a reserved domain and
@@ -107,7 +107,7 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 		return fmt.Errorf("toolstack: %w", err)
 	}
 	defer pr.Close()
-	log, err := os.OpenFile(filepath.Join(t.State.DomainDir(r.ID), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(t.State.MonitorLog(r.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		pw.Close()
 		_ = t.removeLocked(r.ID)
@@ -267,7 +267,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 			tell(fmt.Errorf("domain %s was destroyed", r.Name))
 			return t.removeLocked(id)
 		}
-		hvlog, err := os.OpenFile(filepath.Join(t.State.DomainDir(id), "hv.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			tell(err)
 			_ = t.removeLocked(id)
@@ -312,13 +312,13 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		up, waitErr := waitUp(r.Control, exited)
 		if up {
 			checkSockets(r)
-			go mirrorConsole(r.Console, filepath.Join(t.State.DomainDir(id), "console.log"))
+			go mirrorConsole(r.Console, t.State.ConsoleLog(id))
 			tell(nil)
 			waitErr = <-exited
 		} else if waitErr == errNotUp {
 			_ = cmd.Process.Kill()
 			<-exited
-			err := fmt.Errorf("hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
+			err := fmt.Errorf("hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -331,7 +331,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 				// poll: a quick guest, not a failed create.
 				tell(nil)
 			default:
-				err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(filepath.Join(t.State.DomainDir(id), "hv.log")))
+				err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
 				tell(err)
 				_ = t.removeLocked(id)
 				return err

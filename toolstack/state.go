@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,22 +92,49 @@ func OpenState(dir string) (*State, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("toolstack: state dir %s has mode %v; want 0700 (others must not read or plant domain records)", dir, st.Mode().Perm())
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "domains"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, domainsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("toolstack: %w", err)
 	}
 	return &State{Dir: dir}, nil
 }
 
+// The state directory's layout (docs/xl.md): these names are spelt here
+// and nowhere else. The hv's exit file is hv/control's, beside the
+// control socket.
+const (
+	lockFile   = "lock"
+	nextIDFile = "next-id"
+	domainsDir = "domains"
+
+	// In each domain's directory:
+	recordFile    = "record.json"
+	controlSocket = "control.sock"
+	consoleSocket = "console.sock"
+	hvLog         = "hv.log"
+	consoleLog    = "console.log"
+	monitorLog    = "monitor.log"
+)
+
 // DomainDir is where domain id's record, sockets and logs live.
 func (s *State) DomainDir(id int) string {
-	return filepath.Join(s.Dir, "domains", strconv.Itoa(id))
+	return filepath.Join(s.Dir, domainsDir, strconv.Itoa(id))
 }
+
+// HVLog is where domain id's hv writes its stdout and stderr.
+func (s *State) HVLog(id int) string { return filepath.Join(s.DomainDir(id), hvLog) }
+
+// ConsoleLog is where the monitor mirrors domain id's console, kept
+// across restarts and after the domain stops.
+func (s *State) ConsoleLog(id int) string { return filepath.Join(s.DomainDir(id), consoleLog) }
+
+// MonitorLog is where domain id's monitor logs.
+func (s *State) MonitorLog(id int) string { return filepath.Join(s.DomainDir(id), monitorLog) }
 
 // Lock takes the state directory's lock (flock on a lock file), which
 // serialises ID allocation, name checks and record changes across every
 // xl process. Call the returned function to release it.
 func (s *State) Lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(s.Dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("toolstack: lock: %w", err)
 	}
@@ -128,7 +156,7 @@ func (s *State) Lock() (func(), error) {
 // are never reused while the state directory lives, as Xen's domids
 // grow until they wrap.
 func (s *State) nextID() (int, error) {
-	p := filepath.Join(s.Dir, "next-id")
+	p := filepath.Join(s.Dir, nextIDFile)
 	id := 1
 	if b, err := os.ReadFile(p); err == nil {
 		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
@@ -139,36 +167,23 @@ func (s *State) nextID() (int, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("toolstack: %w", err)
 	}
-	if err := writeAtomic(p, []byte(strconv.Itoa(id+1)+"\n")); err != nil {
+	if err := writeRecord(p, []byte(strconv.Itoa(id+1)+"\n")); err != nil {
 		return 0, err
 	}
 	return id, nil
 }
 
-// writeAtomic writes through a temp file and a rename, so a reader never
-// sees half a record.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("toolstack: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("toolstack: %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("toolstack: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+// writeRecord writes a file of the state directory so that a reader never
+// sees half of it, and a crash of the host loses at most the last change:
+// the records name the processes that xl signals.
+func writeRecord(path string, data []byte) error {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("toolstack: %w", err)
 	}
 	return nil
 }
 
-func (s *State) recordPath(id int) string { return filepath.Join(s.DomainDir(id), "record.json") }
+func (s *State) recordPath(id int) string { return filepath.Join(s.DomainDir(id), recordFile) }
 
 // Save writes r's record.
 func (s *State) Save(r *Record) error {
@@ -176,7 +191,7 @@ func (s *State) Save(r *Record) error {
 	if err != nil {
 		return fmt.Errorf("toolstack: %w", err)
 	}
-	return writeAtomic(s.recordPath(r.ID), append(b, '\n'))
+	return writeRecord(s.recordPath(r.ID), append(b, '\n'))
 }
 
 // Load reads the record of domain id.
@@ -209,7 +224,7 @@ func (s *State) Remove(id int) error {
 // Records returns every record, by ID. Unreadable ones are skipped: a
 // record being written is renamed into place whole.
 func (s *State) Records() ([]*Record, error) {
-	ents, err := os.ReadDir(filepath.Join(s.Dir, "domains"))
+	ents, err := os.ReadDir(filepath.Join(s.Dir, domainsDir))
 	if err != nil {
 		return nil, fmt.Errorf("toolstack: %w", err)
 	}

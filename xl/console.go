@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -40,7 +39,7 @@ func attach(iox IO, ts *toolstack.Toolstack, dom string) error {
 	if err != nil {
 		// A stopped domain (preserved or crashed) has no console, but
 		// its monitor kept what it printed.
-		logPath := filepath.Join(filepath.Dir(r.Console), "console.log")
+		logPath := ts.State.ConsoleLog(r.ID)
 		if b, lerr := os.ReadFile(logPath); lerr == nil && r.State != toolstack.StateRunning {
 			fmt.Fprintf(iox.Stderr, "xl console: domain %s is not running (state %s); its console log %s follows\n", r.Name, r.State, logPath)
 			_, err := iox.Stdout.Write(b)

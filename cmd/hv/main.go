@@ -15,7 +15,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/vm"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 type diskFlags []vm.Disk
@@ -106,8 +106,8 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	if *kernel == "" {
 		return fail(usageError{errors.New("--kernel is required")})
 	}
-	if *memory < 16 || *memory > 1<<20 {
-		return fail(usageError{fmt.Errorf("--memory %d: want 16 to 1048576 MiB", *memory)})
+	if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
+		return fail(usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)})
 	}
 
 	build := abi.Current()
@@ -138,7 +138,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		// software KVM and costs milliseconds anywhere.
 		packed := len(rd)
 		var unpacked bool
-		if rd, unpacked, err = kernels.DecompressInitrd(rd, int64(*memory)<<20); err != nil {
+		if rd, unpacked, err = kformat.DecompressInitrd(rd, int64(*memory)<<20); err != nil {
 			return fail(fmt.Errorf("initrd: %s: %w", *initrd, err))
 		}
 		if unpacked {

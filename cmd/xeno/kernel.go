@@ -1,10 +1,7 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,8 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/xeno-hv/xeno/builder"
-	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 const kernelUsage = `usage: xeno kernel COMMAND [ARGS]
@@ -354,12 +350,12 @@ type inspection struct {
 	SHA256      string               `json:"sha256"`
 	Size        int                  `json:"size"`
 	Protocol    string               `json:"protocol"`
-	Header      *kernels.SetupHeader `json:"setup_header"`
+	Header      *kformat.SetupHeader `json:"setup_header"`
 	LoadFlags   []string             `json:"loadflags"`
 	XLoadFlags  []string             `json:"xloadflags"`
 	Entry64     bool                 `json:"entry_64"`
-	Compression kernels.Compression  `json:"compression"`
-	ELF         *kernels.ELFInfo     `json:"vmlinux,omitempty"`
+	Compression kformat.Compression  `json:"compression"`
+	ELF         *kformat.ELFInfo     `json:"vmlinux,omitempty"`
 	ELFError    string               `json:"vmlinux_error,omitempty"`
 	Config      map[string]string    `json:"config,omitempty"`
 	Needs       []kernels.Need       `json:"needs,omitempty"`
@@ -435,77 +431,46 @@ func inspectFile(p string) (*inspection, error) {
 		}
 		return inspectBzImage(p, b, true)
 	}
-	pkg, err := debs.Open(p)
+	bf, err := kernels.ReadBoot(p)
 	if err != nil {
 		return nil, err
 	}
-	var bz, cfg []byte
-	var bzName, cfgName string
-	const maxRead = 128 << 20
-	err = pkg.Walk(func(h *tar.Header, r io.Reader) error {
-		name := path.Clean("/" + h.Name)
-		if h.Typeflag != tar.TypeReg || path.Dir(name) != "/boot" {
-			return nil
-		}
-		base := path.Base(name)
-		var dst *[]byte
-		switch {
-		case strings.HasPrefix(base, "vmlinuz-"):
-			dst, bzName = &bz, name
-		case strings.HasPrefix(base, "config-"):
-			dst, cfgName = &cfg, name
-		default:
-			return nil
-		}
-		if h.Size > maxRead {
-			return fmt.Errorf("%s:%s: %d bytes is too large", p, name, h.Size)
-		}
-		b, err := io.ReadAll(io.LimitReader(r, maxRead))
-		*dst = b
-		return err
-	})
+	in, err := inspectBzImage(p+":"+bf.KernelPath, bf.Kernel, true)
 	if err != nil {
 		return nil, err
 	}
-	if bz == nil {
-		return nil, fmt.Errorf("%s: %w", p, kernels.ErrNoKernel)
-	}
-	in, err := inspectBzImage(p+":"+bzName, bz, true)
-	if err != nil {
-		return nil, err
-	}
-	if cfg != nil {
-		c, err := kernels.ParseConfig(p+":"+cfgName, cfg)
+	if bf.Config != nil {
+		c, err := kernels.ParseConfig(p+":"+bf.ConfigPath, bf.Config)
 		if err != nil {
 			return nil, err
 		}
-		in.setConfig(c, p+":"+cfgName)
+		in.setConfig(c, p+":"+bf.ConfigPath)
 	}
 	return in, nil
 }
 
 func inspectBzImage(name string, b []byte, withELF bool) (*inspection, error) {
-	h, err := kernels.ParseSetupHeader(b)
+	k, h, err := kernels.Describe(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	in := &inspection{
 		File:        name,
-		SHA256:      sha256Hex(b),
+		SHA256:      k.SHA256,
 		Size:        len(b),
-		Protocol:    kernels.ProtocolString(h.Version),
+		Protocol:    k.Protocol,
 		Header:      h,
-		LoadFlags:   kernels.LoadFlagNames(h.LoadFlags),
-		XLoadFlags:  kernels.XLoadFlagNames(h.XLoadFlags),
-		Entry64:     h.XLoadFlags&kernels.XLFKernel64 != 0,
-		Compression: kernels.DetectCompression(h.Payload(b)),
+		LoadFlags:   kformat.LoadFlagNames(h.LoadFlags),
+		XLoadFlags:  kformat.XLoadFlagNames(h.XLoadFlags),
+		Entry64:     h.XLoadFlags&kformat.XLFKernel64 != 0,
+		Compression: k.Compression,
 	}
 	if withELF {
 		// Decompressing is cheap (well under a second), and the Xen notes
 		// live only in the ELF.
-		if v, err := kernels.Decompress(b); err != nil {
+		if v, err := kformat.Decompress(b); err != nil {
 			in.ELFError = err.Error()
-		} else if info, err := kernels.ParseELF(v); err != nil {
+		} else if info, err := kformat.ParseELF(v); err != nil {
 			in.ELFError = err.Error()
 		} else {
 			in.ELF = info
@@ -593,9 +558,4 @@ func (in *inspection) print(out io.Writer) error {
 		}
 	}
 	return nil
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

@@ -91,6 +91,19 @@ const (
 	// R10 = flags, CPUIDFlagDev | CPUIDFlagCompat
 )
 
+// Domain limits. The hv refuses a domain outside them, and the toolstack
+// checks a config against the same numbers before it starts anything.
+const (
+	// MaxVCPUs is what the hv is built and tested for. The ACPI MADT it
+	// writes could name up to 254 CPUs (xAPIC ID 0xff is the broadcast
+	// address), so raising this is a decision, not a rewrite.
+	MaxVCPUs = 64
+	// Guest RAM in MiB: below 16 MiB there is no room for the kernel's
+	// own decompression, above 1 TiB no host here has it.
+	MinMemoryMiB = 16
+	MaxMemoryMiB = 1 << 20
+)
+
 // Feature is one thing an interface version gives the guest.
 type Feature int
 

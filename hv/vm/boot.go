@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/xeno-hv/xeno/hv/kvm"
-	"github.com/xeno-hv/xeno/kernels"
+	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
 // Where the loader puts its structures in the first MiB. Everything lies
@@ -59,7 +59,7 @@ type Image struct {
 	Path    string
 	Kind    BootKind // BootBzImage or BootELF, after resolving auto
 	File    []byte   // the bzImage, when there is one
-	Header  *kernels.SetupHeader
+	Header  *kformat.SetupHeader
 	Vmlinux []byte // BootELF only
 }
 
@@ -83,13 +83,13 @@ func OpenImage(path string, b []byte, kind BootKind) (*Image, error) {
 		img.Kind, img.Vmlinux = BootELF, b
 		return img, nil
 	}
-	h, err := kernels.ParseSetupHeader(b)
+	h, err := kformat.ParseSetupHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("vm: %s: %w", path, err)
 	}
 	img.File, img.Header, img.Kind = b, h, kind
 	if kind == BootELF {
-		v, err := kernels.Decompress(b)
+		v, err := kformat.Decompress(b)
 		if err != nil {
 			return nil, fmt.Errorf("vm: %s: decompress for ELF boot: %w", path, err)
 		}
@@ -138,7 +138,7 @@ func load(mem *Memory, img *Image, initrd []byte, cmdline string, e820 []E820Ent
 		copy(dst, pm)
 		li.Entry, li.KernelStart, li.KernelEnd = addr+0x200, addr, addr+size
 	case BootELF:
-		info, err := kernels.ParseELF(img.Vmlinux)
+		info, err := kformat.ParseELF(img.Vmlinux)
 		if err != nil {
 			return li, fmt.Errorf("vm: %s: %w", img.Path, err)
 		}
@@ -287,7 +287,7 @@ func OpenImageAuto(path string, b []byte, kind BootKind) (*Image, error) {
 		return OpenImage(path, b, BootELF)
 	}
 	if SoftwareKVM() {
-		if h, err := kernels.ParseSetupHeader(b); err == nil && kernels.DetectCompression(h.Payload(b)) != kernels.Unknown {
+		if h, err := kformat.ParseSetupHeader(b); err == nil && kformat.DetectCompression(h.Payload(b)) != kformat.Unknown {
 			return OpenImage(path, b, BootELF)
 		}
 	}

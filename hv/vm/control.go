@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 )
 
 // ControlServer serves the control socket (hv/control) for one VM.
@@ -107,26 +107,11 @@ func (s *ControlServer) Close() {
 
 // WriteExit writes e to control.ExitFile(sock) atomically.
 func WriteExit(sock string, e control.Exit) error {
-	path := control.ExitFile(sock)
 	b, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".exit-*.json")
-	if err != nil {
-		return fmt.Errorf("exit file: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("exit file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("exit file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(control.ExitFile(sock), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("exit file: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 
+	"github.com/xeno-hv/xeno/hv/abi"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,8 +25,8 @@ type Memory struct {
 
 // NewMemory maps size bytes of guest RAM.
 func NewMemory(size uint64) (*Memory, error) {
-	if size < 16<<20 {
-		return nil, fmt.Errorf("vm: %d MiB of memory is too little (16 MiB at least)", size>>20)
+	if size < abi.MinMemoryMiB<<20 {
+		return nil, fmt.Errorf("vm: %d MiB of memory is too little (%d MiB at least)", size>>20, abi.MinMemoryMiB)
 	}
 	ram, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)

@@ -99,8 +99,8 @@ type vcpu struct {
 // New creates the domain: KVM objects, memory, devices, the loaded kernel
 // and the vCPUs' boot state. Nothing runs until Run.
 func New(cfg Config) (_ *VM, err error) {
-	if cfg.VCPUs < 1 || cfg.VCPUs > 64 {
-		return nil, fmt.Errorf("vm: %d vCPUs: want 1 to 64", cfg.VCPUs)
+	if cfg.VCPUs < 1 || cfg.VCPUs > abi.MaxVCPUs {
+		return nil, fmt.Errorf("vm: %d vCPUs: want 1 to %d", cfg.VCPUs, abi.MaxVCPUs)
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard

@@ -35,6 +35,7 @@ import (
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 	"github.com/xeno-hv/xeno/recipes"
@@ -335,7 +336,7 @@ func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	for p, data := range spec.Files {
 		files = append(files, images.File{Path: strings.TrimPrefix(path.Clean(p), "/"), Mode: 0o755, Data: data})
 	}
-	return images.AtomicWrite(dst, 0o644, func(f *os.File) error {
+	return atomicfile.Write(dst, 0o644, func(f *os.File) error {
 		return images.WriteInitramfs(f, files, images.None, time.Unix(0, 0))
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
@@ -211,7 +212,7 @@ func BusyboxInitramfs(t testing.TB, script string) string {
 	}
 	script = "#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n" + script
 	p := filepath.Join(t.TempDir(), "init.cpio")
-	err = images.AtomicWrite(p, 0o644, func(f *os.File) error {
+	err = atomicfile.Write(p, 0o644, func(f *os.File) error {
 		return images.WriteInitramfs(f, []images.File{
 			{Path: "bin/busybox", Mode: 0o755, Data: bb},
 			{Path: "init", Mode: 0o755, Data: []byte(script)},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/atomicfile"
 	"github.com/xeno-hv/xeno/internal/kvmlab"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
@@ -22,7 +23,7 @@ import (
 func writeInitramfs(t testing.TB, files []images.File) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "initrd.cpio")
-	err := images.AtomicWrite(p, 0o644, func(f *os.File) error {
+	err := atomicfile.Write(p, 0o644, func(f *os.File) error {
 		return images.WriteInitramfs(f, files, images.None, time.Unix(0, 0))
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package kernels
+package kformat
 
 import (
 	"bytes"
@@ -113,4 +113,54 @@ func TestDecompressRefuses(t *testing.T) {
 	if _, err := DecompressPayload(huge); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Errorf("huge trailer: %v", err)
 	}
+}
+
+func TestDecompressInitrd(t *testing.T) {
+	cpio := bytes.Repeat([]byte("070701 xeno initramfs "), 1000)
+	var gz bytes.Buffer
+	// Two members, as when initramfs images are concatenated.
+	for _, part := range [][]byte{cpio[:5000], cpio[5000:]} {
+		w := gzip.NewWriter(&gz)
+		w.Write(part)
+		w.Close()
+	}
+	zw, _ := zstd.NewWriter(nil)
+	zs := zw.EncodeAll(cpio, nil)
+	for name, in := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zs} {
+		out, ok, err := DecompressInitrd(in, 1<<20)
+		if err != nil || !ok || !bytes.Equal(out, cpio) {
+			t.Errorf("%s: ok=%v err=%v, %d bytes, want %d", name, ok, err, len(out), len(cpio))
+		}
+		if _, _, err := DecompressInitrd(in, 1000); err == nil {
+			t.Errorf("%s: no error past the bound: %v", name, err)
+		}
+	}
+	out, ok, err := DecompressInitrd(cpio, 1<<20)
+	if err != nil || ok || !bytes.Equal(out, cpio) {
+		t.Errorf("plain cpio: ok=%v err=%v", ok, err)
+	}
+	if _, _, err := DecompressInitrd(gz.Bytes()[:100], 1<<20); err == nil {
+		t.Errorf("truncated gzip accepted")
+	}
+}
+
+func FuzzDecompressInitrd(f *testing.F) {
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write([]byte("070701 initramfs"))
+	w.Close()
+	zw, _ := zstd.NewWriter(nil)
+	f.Add(gz.Bytes())
+	f.Add(zw.EncodeAll([]byte("070701 initramfs"), nil))
+	f.Add([]byte("070701 plain"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const limit = 1 << 16
+		out, ok, err := DecompressInitrd(b, limit)
+		if err == nil && ok && len(out) > limit {
+			t.Fatalf("%d bytes past the %d limit", len(out), limit)
+		}
+		if err == nil && !ok && !bytes.Equal(out, b) {
+			t.Fatalf("an uncompressed initramfs was changed")
+		}
+	})
 }

@@ -1,8 +1,4 @@
-// Package kernels is the versioned kernel store: it parses the Linux x86
-// bzImage setup header, decompresses the payload to the vmlinux ELF in Go,
-// reads the ELF's load segments and Xen notes, imports Debian
-// linux-image-* packages and keeps every kernel pinned by sha256.
-package kernels
+package kformat
 
 import (
 	"bytes"

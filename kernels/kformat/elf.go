@@ -1,4 +1,4 @@
-package kernels
+package kformat
 
 import (
 	"bytes"
@@ -102,22 +102,22 @@ func ParseELF(vmlinux []byte) (*ELFInfo, error) {
 	}
 	f, err := elf.NewFile(bytes.NewReader(vmlinux))
 	if err != nil {
-		return nil, fmt.Errorf("kernels: vmlinux: %w", err)
+		return nil, fmt.Errorf("vmlinux: %w", err)
 	}
 	defer f.Close()
 	if f.Type != elf.ET_EXEC {
-		return nil, fmt.Errorf("kernels: vmlinux: ELF type %v, want ET_EXEC", f.Type)
+		return nil, fmt.Errorf("vmlinux: ELF type %v, want ET_EXEC", f.Type)
 	}
 	info := &ELFInfo{Entry: f.Entry}
 	size := uint64(len(vmlinux))
 	for _, p := range f.Progs {
 		if p.Off > size || p.Filesz > size-p.Off {
-			return nil, fmt.Errorf("kernels: vmlinux: %v segment [%#x+%#x] beyond the file's %d bytes", p.Type, p.Off, p.Filesz, size)
+			return nil, fmt.Errorf("vmlinux: %v segment [%#x+%#x] beyond the file's %d bytes", p.Type, p.Off, p.Filesz, size)
 		}
 		switch p.Type {
 		case elf.PT_LOAD:
 			if p.Memsz < p.Filesz {
-				return nil, fmt.Errorf("kernels: vmlinux: PT_LOAD at %#x has memsz %#x < filesz %#x", p.Paddr, p.Memsz, p.Filesz)
+				return nil, fmt.Errorf("vmlinux: PT_LOAD at %#x has memsz %#x < filesz %#x", p.Paddr, p.Memsz, p.Filesz)
 			}
 			info.Segments = append(info.Segments, Segment{
 				Vaddr: p.Vaddr, Paddr: p.Paddr, Offset: p.Off, Filesz: p.Filesz, Memsz: p.Memsz, Flags: progFlags(p.Flags),
@@ -125,13 +125,13 @@ func ParseELF(vmlinux []byte) (*ELFInfo, error) {
 		case elf.PT_NOTE:
 			notes, err := xenNotes(vmlinux[p.Off : p.Off+p.Filesz])
 			if err != nil {
-				return nil, fmt.Errorf("kernels: vmlinux: PT_NOTE at %#x: %w", p.Off, err)
+				return nil, fmt.Errorf("vmlinux: PT_NOTE at %#x: %w", p.Off, err)
 			}
 			info.XenNotes = append(info.XenNotes, notes...)
 		}
 	}
 	if len(info.Segments) == 0 {
-		return nil, fmt.Errorf("kernels: vmlinux: no PT_LOAD segments")
+		return nil, fmt.Errorf("vmlinux: no PT_LOAD segments")
 	}
 	return info, nil
 }
