@@ -66,9 +66,11 @@ type Boot struct {
 	Kernel, Initrd string
 	Cmdline        string
 	Args           []string // more hv flags
+	HV             string   // the hv binary, if not XENO_BIN's
 }
 
-// Booted is how a Boot went: hv's console and log, and its exit code.
+// Booted is how a Boot went: hv's console and log (testenv.Untangle'd),
+// and its exit code.
 type Booted struct {
 	Output string
 	Exit   int
@@ -86,14 +88,18 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 		for _, b := range boots {
 			ctx, cancel := context.WithTimeout(context.Background(), bootBound)
 			args := append([]string{"--kernel", b.Kernel, "--initrd", b.Initrd, "--cmdline", b.Cmdline}, b.Args...)
-			cmd := exec.CommandContext(ctx, testenv.Bin(t, "hv"), args...)
+			hv := b.HV
+			if hv == "" {
+				hv = testenv.Bin(t, "hv")
+			}
+			cmd := exec.CommandContext(ctx, hv, args...)
 			o, err := cmd.CombinedOutput()
 			cancel()
 			code := cmd.ProcessState.ExitCode()
 			if err != nil && code < 0 {
 				t.Fatalf("%s: hv: %v\n%s", b.Name, err, o)
 			}
-			out[b.Name] = &Booted{Output: string(o), Exit: code}
+			out[b.Name] = &Booted{Output: testenv.Untangle(string(o)), Exit: code}
 		}
 		return out
 	}
@@ -131,21 +137,31 @@ func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
 	out := map[string]*Booted{}
 	spec := Spec{Files: map[string][]byte{}}
 	var script strings.Builder
-	for i, b := range boots {
-		kp, ip := fmt.Sprintf("/g/%d.kernel", i), fmt.Sprintf("/g/%d.initrd", i)
-		for from, to := range map[string]string{b.Kernel: kp, b.Initrd: ip} {
-			data, err := os.ReadFile(from)
-			if err != nil {
-				t.Fatalf("kvmlab: %v", err)
-			}
-			spec.Files[to] = data
+	// Each file goes in once, however many boots use it.
+	inLab := map[string]string{}
+	put := func(from string) string {
+		if p, ok := inLab[from]; ok {
+			return p
 		}
-		args := []string{"--kernel", kp, "--initrd", ip, "--cmdline", shQuote(b.Cmdline + " " + guestCmdline(t))}
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatalf("kvmlab: %v", err)
+		}
+		p := fmt.Sprintf("/g/%d.%s", len(inLab), filepath.Base(from))
+		spec.Files[p], inLab[from] = data, p
+		return p
+	}
+	for i, b := range boots {
+		hv := "hv"
+		if b.HV != "" {
+			hv = put(b.HV)
+		}
+		args := []string{"--kernel", put(b.Kernel), "--initrd", put(b.Initrd), "--cmdline", shQuote(b.Cmdline + " " + guestCmdline(t))}
 		for _, a := range b.Args {
 			args = append(args, shQuote(a))
 		}
-		fmt.Fprintf(&script, "echo 'KVMLAB-BOOT %d'\ntimeout %d hv %s 2>&1\necho \"KVMLAB-BOOT-END %d $?\"\n",
-			i, int(bootBound.Seconds()), strings.Join(args, " "), i)
+		fmt.Fprintf(&script, "echo 'KVMLAB-BOOT %d'\ntimeout %d %s %s 2>&1\necho \"KVMLAB-BOOT-END %d $?\"\n",
+			i, int(bootBound.Seconds()), hv, strings.Join(args, " "), i)
 	}
 	spec.Script = script.String()
 	res := labRun(t, spec, time.Duration(len(boots)+1)*bootBound)
@@ -157,7 +173,7 @@ func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
 		if start < 0 || end < start {
 			t.Fatalf("kvmlab: boot %s did not run to its end; console:\n%s", b.Name, tail(res.Console, 80))
 		}
-		bo := &Booted{Output: res.Console[start:end]}
+		bo := &Booted{Output: testenv.Untangle(res.Console[start:end])}
 		fmt.Sscanf(res.Console[end+len(endTag):], "%d", &bo.Exit)
 		out[b.Name] = bo
 	}
@@ -169,11 +185,17 @@ func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
 // $XENO_STATE_DIR an empty state directory and $GUEST_EXTRA what a guest's
 // command line needs here: directly where /dev/kvm opens, else in the lab.
 // It returns what the script printed and its exit code.
+//
+// A name that is an absolute path puts the file at that path in the lab
+// (QEMUFiles uses this); directly, such a file is already in place.
 func Script(t testing.TB, why string, files map[string]string, script string) (string, int) {
 	t.Helper()
 	if why == "" {
 		g := t.TempDir()
 		for name, from := range files {
+			if filepath.IsAbs(name) {
+				continue
+			}
 			if err := os.Symlink(from, filepath.Join(g, name)); err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +215,11 @@ func Script(t testing.TB, why string, files map[string]string, script string) (s
 		if err != nil {
 			t.Fatalf("kvmlab: %v", err)
 		}
-		spec.Files["/g/"+name] = data
+		if filepath.IsAbs(name) {
+			spec.Files[name] = data
+		} else {
+			spec.Files["/g/"+name] = data
+		}
 	}
 	spec.Script = "export G=/g XENO_STATE_DIR=/tmp/xeno GUEST_EXTRA=" + shQuote(guestCmdline(t)) + "\n" + script
 	res := labRun(t, spec, 10*time.Minute)
@@ -226,4 +252,31 @@ func BusyboxInitramfs(t testing.TB, script string) string {
 
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// QEMUFiles are the files that qemu-system-x86_64 needs to boot a Linux
+// kernel with -M microvm, at their paths here, for Script: the binary, the
+// shared libraries it loads and qboot. So a benchmark can run QEMU with
+// -accel kvm next to hv inside the lab, on the same nested KVM.
+func QEMUFiles(t testing.TB) map[string]string {
+	t.Helper()
+	qemu := testenv.RequireCmd(t, "qemu-system-x86_64")
+	libs := map[string][]byte{}
+	if err := addLibs(libs, qemu); err != nil {
+		t.Fatalf("kvmlab: %v", err)
+	}
+	files := map[string]string{qemu: qemu}
+	for p := range libs {
+		files[p] = p
+	}
+	found := false
+	for _, fw := range []string{"/usr/share/qemu/bios-microvm.bin", "/usr/share/seabios/bios-microvm.bin"} {
+		if _, err := os.Stat(fw); err == nil {
+			files[fw], found = fw, true
+		}
+	}
+	if !found {
+		t.Fatal("kvmlab: no bios-microvm.bin (qboot) for QEMU's microvm")
+	}
+	return files
 }

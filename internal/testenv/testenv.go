@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -188,4 +189,25 @@ func Guest(t testing.TB, name string) string {
 		t.Skipf("micro-guest %s not built (run make guests): %v", name, err)
 	}
 	return p
+}
+
+// kmsgMidLine is a kernel message ("[    9.908927] clocksource: ...")
+// that starts in the middle of a line.
+var kmsgMidLine = regexp.MustCompile(`[^\n](\[ *\d+\.\d+\] [^\n]*\n)`)
+
+// Untangle moves each kernel message that the guest's console printed in
+// the middle of a user-space line to a line of its own before it: printk
+// writes to the serial console between any two bytes of a process's
+// output, so "xeno-init: running as inter[ 9.9] clocksource: ...\nface 1.2"
+// becomes the kernel's line, then "xeno-init: running as interface 1.2".
+func Untangle(console string) string {
+	for {
+		m := kmsgMidLine.FindStringSubmatchIndex(console)
+		if m == nil {
+			return console
+		}
+		msg := console[m[2]:m[3]]
+		lineStart := strings.LastIndexByte(console[:m[2]], '\n') + 1
+		console = console[:lineStart] + msg + console[lineStart:m[2]] + console[m[3]:]
+	}
 }

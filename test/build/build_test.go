@@ -381,10 +381,8 @@ func TestBootMinimalHV(t *testing.T) {
 		"xeno-init: hv release " + b.Release.String(),
 		"xeno-init: running as interface " + m.Interface + " (stable-same-line)",
 		"xeno-minimal: up",
-		// The recipe's own line from /sys/hypervisor; only its start:
-		// the console's last bytes before poweroff are sometimes lost
-		// (an open bug, see the closing note of this change).
-		"hypervisor xeno ",
+		// The recipe's own line, from /sys/hypervisor.
+		fmt.Sprintf("hypervisor xeno %s, interface %s", b.Release, m.Interface),
 		"xeno-init: /bin/sh exited (status 0); powering off",
 		"hv: domain ended: poweroff",
 	} {
