@@ -30,14 +30,6 @@ type Toolstack struct {
 // ControlTimeout bounds one control-socket exchange.
 const ControlTimeout = 3 * time.Second
 
-// The restart brake: more than restartBurst restarts within
-// restartWindow makes the monitor pause restartPause before each next one.
-const (
-	restartBurst  = 5
-	restartWindow = 5 * time.Second
-	restartPause  = time.Second
-)
-
 // startTimeout bounds how long create waits for a new hv's control socket.
 const startTimeout = 30 * time.Second
 
@@ -249,7 +241,7 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 // It returns when the domain is gone or preserved.
 func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error {
 	first := true
-	var restarts []time.Time
+	var brake restartBrake
 	tell := func(err error) {
 		if first {
 			first = false
@@ -337,74 +329,14 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 				return err
 			}
 		}
-		next := 0
-		_, err = t.update(id, func(r *Record) error {
-			r.HVPid, r.HVStart = 0, 0
-			r.ExitReason, r.ExitDetail = reason, detail
-			if r.State == StateDying {
-				return errRemove
-			}
-			act := ActionDestroy
-			switch reason {
-			case control.ReasonPoweroff:
-				act = r.OnPoweroff
-			case control.ReasonReboot:
-				act = r.OnReboot
-			case control.ReasonCrash:
-				act = r.OnCrash
-			case control.ReasonDestroyed:
-				return errRemove
-			default:
-				// The hv died without saying why (kill -9, an hv bug):
-				// keep the domain as crashed for the admin to look at,
-				// never restart it behind their back.
-				act = ActionPreserve
-			}
-			switch act {
-			case ActionDestroy:
-				return errRemove
-			case ActionPreserve:
-				r.MonitorPid, r.MonitorStart = 0, 0
-				if reason == control.ReasonPoweroff || reason == control.ReasonReboot {
-					r.State = StateShutdown
-				} else {
-					r.State = StateCrashed
-				}
-				return nil
-			}
-			// Restart: Xen gives the new domain a new domid, same
-			// name and UUID; the directory moves with the record.
-			nid, err := t.State.nextID()
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(t.State.DomainDir(r.ID), t.State.DomainDir(nid)); err != nil {
-				return err
-			}
-			r.ID = nid
-			t.setPaths(r)
-			r.Restarts++
-			r.State = StateCreating
-			next = nid
-			return t.State.Save(r)
-		})
-		if err != nil && !errors.Is(err, errRemove) {
+		next, err := t.handleDeath(id, reason, detail)
+		if err != nil || next == 0 {
 			return err
 		}
-		if next == 0 {
-			return nil
-		}
 		id = next
-		// A guest that dies at boot with restart set would otherwise
-		// spin through hvs and IDs as fast as they start: after
-		// restartBurst quick restarts, wait a second before each one.
-		restarts = append(restarts, time.Now())
-		if len(restarts) > restartBurst {
-			restarts = restarts[1:]
-			if time.Since(restarts[0]) < restartWindow {
-				fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, restartPause)
-				time.Sleep(restartPause)
-			}
+		if d := brake.delay(time.Now()); d > 0 {
+			fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, d)
+			time.Sleep(d)
 		}
 	}
 }
