@@ -492,11 +492,24 @@ func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
 	}
 }
 
+// Flags are a domain's state as libxl's dominfo gives it to xl list,
+// which draws one column for each (r b p s c d). Drawing is xl's.
+type Flags uint8
+
+const (
+	FlagRunning  Flags = 1 << iota // its hv runs the guest
+	FlagBlocked                    // every vCPU halted
+	FlagPaused                     // paused, or still being created
+	FlagShutdown                   // stopped and preserved
+	FlagCrashed                    // crashed and preserved, or its hv died
+	FlagDying                      // xl destroy in progress
+)
+
 // Info is a domain as xl list shows it.
 type Info struct {
 	*Record
-	Live   *control.Status // nil unless the hv answered
-	Letter byte            // r b p s c d, as xl's state column
+	Live  *control.Status // nil unless the hv answered
+	Flags Flags
 }
 
 // Inspect combines r with its hv's live status.
@@ -504,36 +517,36 @@ func (t *Toolstack) Inspect(r *Record) Info {
 	in := Info{Record: r}
 	switch r.State {
 	case StateShutdown:
-		in.Letter = 's'
+		in.Flags = FlagShutdown
 	case StateCrashed:
-		in.Letter = 'c'
+		in.Flags = FlagCrashed
 	case StateDying:
-		in.Letter = 'd'
+		in.Flags = FlagDying
 	case StateCreating:
-		in.Letter = 'p' // being built: not yet running, as xl shows a paused new domain
+		in.Flags = FlagPaused // being built: not yet running, as xl shows a paused new domain
 		if r.HVPid == 0 && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
-			in.Letter = 'c'
+			in.Flags = FlagCrashed
 		}
 	default:
 		if !r.HVAlive() {
 			// Its hv is gone and nobody recorded why: kill -9, or the
 			// monitor died too.
-			in.Letter = 'c'
+			in.Flags = FlagCrashed
 			break
 		}
 		resp, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)
 		if err != nil || resp.Status == nil {
-			in.Letter = 'r'
+			in.Flags = FlagRunning
 			break
 		}
 		in.Live = resp.Status
 		switch resp.Status.State {
 		case control.StatePaused:
-			in.Letter = 'p'
+			in.Flags = FlagPaused
 		case control.StateBlocked:
-			in.Letter = 'b'
+			in.Flags = FlagBlocked
 		default:
-			in.Letter = 'r'
+			in.Flags = FlagRunning
 		}
 	}
 	return in

@@ -131,8 +131,8 @@ func TestInspectDeadHV(t *testing.T) {
 	if r.HVAlive() {
 		t.Fatal("dead process alive")
 	}
-	if in := ts.Inspect(r); in.Letter != 'c' {
-		t.Errorf("dead hv shows %c, want c", in.Letter)
+	if in := ts.Inspect(r); in.Flags != FlagCrashed {
+		t.Errorf("dead hv has flags %#x, want crashed", in.Flags)
 	}
 	r.HVPid, r.HVStart = os.Getpid(), 12345 // our pid, another start time
 	if r.HVAlive() {

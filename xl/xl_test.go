@@ -51,12 +51,29 @@ func TestUsageAndHelp(t *testing.T) {
 	}
 }
 
-func TestStateColumnAndUptime(t *testing.T) {
-	for l, want := range map[byte]string{'r': "r-----", 'b': "-b----", 'p': "--p---", 's': "---s--", 'c': "----c-", 'd': "-----d"} {
-		if got := stateColumn(l); got != want {
-			t.Errorf("%c: %s want %s", l, got, want)
+func TestStateColumn(t *testing.T) {
+	for _, c := range []struct {
+		f    toolstack.Flags
+		want string
+	}{
+		{0, "------"},
+		{toolstack.FlagRunning, "r-----"},
+		{toolstack.FlagBlocked, "-b----"},
+		{toolstack.FlagPaused, "--p---"},
+		{toolstack.FlagShutdown, "---s--"},
+		{toolstack.FlagCrashed, "----c-"},
+		{toolstack.FlagDying, "-----d"},
+		// Each flag has its own column, as in xl: a dying paused domain.
+		{toolstack.FlagPaused | toolstack.FlagDying, "--p--d"},
+		{toolstack.FlagRunning | toolstack.FlagBlocked | toolstack.FlagPaused | toolstack.FlagShutdown | toolstack.FlagCrashed | toolstack.FlagDying, "rbpscd"},
+	} {
+		if got := stateColumn(c.f); got != c.want {
+			t.Errorf("flags %#x: %s want %s", c.f, got, c.want)
 		}
 	}
+}
+
+func TestUptime(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		5 * time.Second: " 0:00:05", 3723 * time.Second: " 1:02:03", 90000 * time.Second: "1 day,  1:00:00", 200000 * time.Second: "2 days,  7:33:20",
 	} {
