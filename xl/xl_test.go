@@ -154,6 +154,38 @@ func TestListRecords(t *testing.T) {
 	}
 }
 
+// A failure is reported once, with the command's prefix; -a reports
+// each domain's failure on its own line.
+func TestAskReportsEachFailureOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	t.Setenv("XENO_STATE_DIR", dir)
+	st, err := toolstack.OpenState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &toolstack.Toolstack{State: st}
+	for _, n := range []string{"a", "b"} {
+		r, err := ts.Reserve(&toolstack.Plan{Config: &toolstack.Config{Name: n, UUID: toolstack.NewUUID(), MemoryMiB: 64, VCPUs: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.State = toolstack.StateRunning // with no live hv
+		if err := st.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, e, code := run("shutdown", "a")
+	if code != 1 || strings.Count(e, "\n") != 1 || !strings.HasPrefix(e, "xl shutdown: ") || !strings.Contains(e, "not running") {
+		t.Errorf("shutdown a: %d %q", code, e)
+	}
+	_, e, code = run("reboot", "-a")
+	lines := strings.Split(strings.TrimSuffix(e, "\n"), "\n")
+	if code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], "xl reboot: ") || !strings.Contains(lines[0], "domain a ") ||
+		!strings.HasPrefix(lines[1], "xl reboot: ") || !strings.Contains(lines[1], "domain b ") {
+		t.Errorf("reboot -a: %d %q", code, e)
+	}
+}
+
 func TestInfo(t *testing.T) {
 	t.Setenv("XENO_STATE_DIR", t.TempDir())
 	o, e, code := run("info")
