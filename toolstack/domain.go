@@ -58,7 +58,7 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 			continue
 		}
 		if r.Name == p.Config.Name {
-			return nil, fmt.Errorf("domain %q already exists (ID %d)", r.Name, r.ID)
+			return nil, fmt.Errorf("toolstack: domain %q already exists (ID %d)", r.Name, r.ID)
 		}
 	}
 	id, err := t.State.nextID()
@@ -131,7 +131,7 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	msg, _ := io.ReadAll(io.LimitReader(pr, 64<<10))
 	if s := string(msg); s != "ok\n" {
 		if s == "" {
-			s = "the monitor ended without a word; see " + log.Name()
+			s = "toolstack: the monitor ended without a word; see " + log.Name()
 		}
 		_ = t.removeLocked(r.ID)
 		return errors.New(strings.TrimSpace(s))
@@ -256,11 +256,12 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		}
 		if r.State == StateDying {
 			// Destroyed between a restart and its new hv.
-			tell(fmt.Errorf("domain %s was destroyed", r.Name))
+			tell(fmt.Errorf("toolstack: domain %s was destroyed", r.Name))
 			return t.removeLocked(id)
 		}
 		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
+			err = fmt.Errorf("toolstack: %w", err)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -277,7 +278,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			hvlog.Close()
-			err = fmt.Errorf("start %s: %w", t.HV, err)
+			err = fmt.Errorf("toolstack: start %s: %w", t.HV, err)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -310,7 +311,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		} else if waitErr == errNotUp {
 			_ = cmd.Process.Kill()
 			<-exited
-			err := fmt.Errorf("hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
+			err := fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -323,7 +324,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 				// poll: a quick guest, not a failed create.
 				tell(nil)
 			default:
-				err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
+				err := fmt.Errorf("toolstack: hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
 				tell(err)
 				_ = t.removeLocked(id)
 				return err
@@ -461,10 +462,10 @@ func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
 		return nil, err
 	}
 	if r.State != StateRunning || !r.HVAlive() {
-		return r, fmt.Errorf("domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
+		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
 	}
 	if _, err := control.Call(r.Control, cmd, ControlTimeout); err != nil {
-		return r, fmt.Errorf("domain %s: %w", r.Name, err)
+		return r, fmt.Errorf("toolstack: domain %s: %w", r.Name, err)
 	}
 	return r, nil
 }
@@ -486,7 +487,7 @@ func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
 			return nil
 		}
 		if timeout > 0 && time.Now().After(deadline) {
-			return fmt.Errorf("domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
+			return fmt.Errorf("toolstack: domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
