@@ -75,11 +75,8 @@ func TestRestartBrake(t *testing.T) {
 // A restart renumbers the domain: new ID, same name and UUID, the
 // directory moved with it; preserve keeps it, destroy removes it.
 func TestHandleDeath(t *testing.T) {
-	st, err := OpenState(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &Toolstack{State: st}
+	ts := newToolstack(t)
+	st := ts.State
 	r, err := ts.Reserve(plan("g"))
 	if err != nil {
 		t.Fatal(err)

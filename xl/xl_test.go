@@ -83,9 +83,13 @@ func TestUptime(t *testing.T) {
 	}
 }
 
-// list, domid and domname over records whose hv is not running (no KVM
-// needed): the columns, the crashed letter, -l JSON and lookups.
-func TestListRecords(t *testing.T) {
+type record struct{ name, state string }
+
+// withRecords points xl at a new state directory holding a record for
+// each of recs, reserved from a copy of p and saved in its state, with no
+// hv behind it.
+func withRecords(t *testing.T, p toolstack.Plan, recs ...record) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "state")
 	t.Setenv("XENO_STATE_DIR", dir)
 	st, err := toolstack.OpenState(dir)
@@ -93,19 +97,28 @@ func TestListRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := &toolstack.Toolstack{State: st}
-	for _, n := range []string{"alpha", "beta"} {
-		r, err := ts.Reserve(&toolstack.Plan{Config: &toolstack.Config{Name: n, UUID: toolstack.NewUUID(), MemoryMiB: 64, VCPUs: 2}, Admitted: "1.1", Compat: true})
+	for _, rec := range recs {
+		c := *p.Config
+		c.Name, c.UUID = rec.name, toolstack.NewUUID()
+		pl := p
+		pl.Config = &c
+		r, err := ts.Reserve(&pl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.State = toolstack.StateShutdown
-		if n == "beta" {
-			r.State = toolstack.StateRunning // with no live hv: crashed
-		}
+		r.State = rec.state
 		if err := st.Save(r); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// list, domid and domname over records whose hv is not running (no KVM
+// needed): the columns, the crashed letter, -l JSON and lookups.
+func TestListRecords(t *testing.T) {
+	withRecords(t, toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 2}, Admitted: "1.1", Compat: true},
+		record{"alpha", toolstack.StateShutdown},
+		record{"beta", toolstack.StateRunning}) // with no live hv: crashed
 	o, e, code := run("list")
 	lines := strings.Split(strings.TrimSpace(o), "\n")
 	if code != 0 || len(lines) != 3 {
@@ -157,23 +170,8 @@ func TestListRecords(t *testing.T) {
 // A failure is reported once, with the command's prefix; -a reports
 // each domain's failure on its own line.
 func TestAskReportsEachFailureOnce(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	t.Setenv("XENO_STATE_DIR", dir)
-	st, err := toolstack.OpenState(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &toolstack.Toolstack{State: st}
-	for _, n := range []string{"a", "b"} {
-		r, err := ts.Reserve(&toolstack.Plan{Config: &toolstack.Config{Name: n, UUID: toolstack.NewUUID(), MemoryMiB: 64, VCPUs: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.State = toolstack.StateRunning // with no live hv
-		if err := st.Save(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 1}}
+	withRecords(t, p, record{"a", toolstack.StateRunning}, record{"b", toolstack.StateRunning}) // with no live hv
 	_, e, code := run("shutdown", "a")
 	if code != 1 || strings.Count(e, "\n") != 1 || !strings.HasPrefix(e, "xl shutdown: ") || !strings.Contains(e, "not running") {
 		t.Errorf("shutdown a: %d %q", code, e)
