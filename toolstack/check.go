@@ -31,7 +31,7 @@ type Refusal struct {
 }
 
 func (r *Refusal) Error() string {
-	s := "refused (" + r.Check
+	s := "toolstack: refused (" + r.Check
 	if r.Rule != "" {
 		s += ", rule " + r.Rule
 	}

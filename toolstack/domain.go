@@ -30,14 +30,6 @@ type Toolstack struct {
 // ControlTimeout bounds one control-socket exchange.
 const ControlTimeout = 3 * time.Second
 
-// The restart brake: more than restartBurst restarts within
-// restartWindow makes the monitor pause restartPause before each next one.
-const (
-	restartBurst  = 5
-	restartWindow = 5 * time.Second
-	restartPause  = time.Second
-)
-
 // startTimeout bounds how long create waits for a new hv's control socket.
 const startTimeout = 30 * time.Second
 
@@ -66,7 +58,7 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 			continue
 		}
 		if r.Name == p.Config.Name {
-			return nil, fmt.Errorf("domain %q already exists (ID %d)", r.Name, r.ID)
+			return nil, fmt.Errorf("toolstack: domain %q already exists (ID %d)", r.Name, r.ID)
 		}
 	}
 	id, err := t.State.nextID()
@@ -139,7 +131,7 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	msg, _ := io.ReadAll(io.LimitReader(pr, 64<<10))
 	if s := string(msg); s != "ok\n" {
 		if s == "" {
-			s = "the monitor ended without a word; see " + log.Name()
+			s = "toolstack: the monitor ended without a word; see " + log.Name()
 		}
 		_ = t.removeLocked(r.ID)
 		return errors.New(strings.TrimSpace(s))
@@ -249,7 +241,7 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 // It returns when the domain is gone or preserved.
 func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error {
 	first := true
-	var restarts []time.Time
+	var brake restartBrake
 	tell := func(err error) {
 		if first {
 			first = false
@@ -264,11 +256,12 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		}
 		if r.State == StateDying {
 			// Destroyed between a restart and its new hv.
-			tell(fmt.Errorf("domain %s was destroyed", r.Name))
+			tell(fmt.Errorf("toolstack: domain %s was destroyed", r.Name))
 			return t.removeLocked(id)
 		}
 		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
+			err = fmt.Errorf("toolstack: %w", err)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -285,7 +278,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			hvlog.Close()
-			err = fmt.Errorf("start %s: %w", t.HV, err)
+			err = fmt.Errorf("toolstack: start %s: %w", t.HV, err)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -318,7 +311,7 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		} else if waitErr == errNotUp {
 			_ = cmd.Process.Kill()
 			<-exited
-			err := fmt.Errorf("hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
+			err := fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
@@ -331,80 +324,20 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 				// poll: a quick guest, not a failed create.
 				tell(nil)
 			default:
-				err := fmt.Errorf("hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
+				err := fmt.Errorf("toolstack: hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
 				tell(err)
 				_ = t.removeLocked(id)
 				return err
 			}
 		}
-		next := 0
-		_, err = t.update(id, func(r *Record) error {
-			r.HVPid, r.HVStart = 0, 0
-			r.ExitReason, r.ExitDetail = reason, detail
-			if r.State == StateDying {
-				return errRemove
-			}
-			act := ActionDestroy
-			switch reason {
-			case control.ReasonPoweroff:
-				act = r.OnPoweroff
-			case control.ReasonReboot:
-				act = r.OnReboot
-			case control.ReasonCrash:
-				act = r.OnCrash
-			case control.ReasonDestroyed:
-				return errRemove
-			default:
-				// The hv died without saying why (kill -9, an hv bug):
-				// keep the domain as crashed for the admin to look at,
-				// never restart it behind their back.
-				act = ActionPreserve
-			}
-			switch act {
-			case ActionDestroy:
-				return errRemove
-			case ActionPreserve:
-				r.MonitorPid, r.MonitorStart = 0, 0
-				if reason == control.ReasonPoweroff || reason == control.ReasonReboot {
-					r.State = StateShutdown
-				} else {
-					r.State = StateCrashed
-				}
-				return nil
-			}
-			// Restart: Xen gives the new domain a new domid, same
-			// name and UUID; the directory moves with the record.
-			nid, err := t.State.nextID()
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(t.State.DomainDir(r.ID), t.State.DomainDir(nid)); err != nil {
-				return err
-			}
-			r.ID = nid
-			t.setPaths(r)
-			r.Restarts++
-			r.State = StateCreating
-			next = nid
-			return t.State.Save(r)
-		})
-		if err != nil && !errors.Is(err, errRemove) {
+		next, err := t.handleDeath(id, reason, detail)
+		if err != nil || next == 0 {
 			return err
 		}
-		if next == 0 {
-			return nil
-		}
 		id = next
-		// A guest that dies at boot with restart set would otherwise
-		// spin through hvs and IDs as fast as they start: after
-		// restartBurst quick restarts, wait a second before each one.
-		restarts = append(restarts, time.Now())
-		if len(restarts) > restartBurst {
-			restarts = restarts[1:]
-			if time.Since(restarts[0]) < restartWindow {
-				fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, restartPause)
-				time.Sleep(restartPause)
-			}
+		if d := brake.delay(time.Now()); d > 0 {
+			fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, d)
+			time.Sleep(d)
 		}
 	}
 }
@@ -529,10 +462,10 @@ func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
 		return nil, err
 	}
 	if r.State != StateRunning || !r.HVAlive() {
-		return r, fmt.Errorf("domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
+		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
 	}
 	if _, err := control.Call(r.Control, cmd, ControlTimeout); err != nil {
-		return r, fmt.Errorf("domain %s: %w", r.Name, err)
+		return r, fmt.Errorf("toolstack: domain %s: %w", r.Name, err)
 	}
 	return r, nil
 }
@@ -554,17 +487,30 @@ func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
 			return nil
 		}
 		if timeout > 0 && time.Now().After(deadline) {
-			return fmt.Errorf("domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
+			return fmt.Errorf("toolstack: domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
+// Flags are a domain's state as libxl's dominfo gives it to xl list,
+// which draws one column for each (r b p s c d). Drawing is xl's.
+type Flags uint8
+
+const (
+	FlagRunning  Flags = 1 << iota // its hv runs the guest
+	FlagBlocked                    // every vCPU halted
+	FlagPaused                     // paused, or still being created
+	FlagShutdown                   // stopped and preserved
+	FlagCrashed                    // crashed and preserved, or its hv died
+	FlagDying                      // xl destroy in progress
+)
+
 // Info is a domain as xl list shows it.
 type Info struct {
 	*Record
-	Live   *control.Status // nil unless the hv answered
-	Letter byte            // r b p s c d, as xl's state column
+	Live  *control.Status // nil unless the hv answered
+	Flags Flags
 }
 
 // Inspect combines r with its hv's live status.
@@ -572,36 +518,36 @@ func (t *Toolstack) Inspect(r *Record) Info {
 	in := Info{Record: r}
 	switch r.State {
 	case StateShutdown:
-		in.Letter = 's'
+		in.Flags = FlagShutdown
 	case StateCrashed:
-		in.Letter = 'c'
+		in.Flags = FlagCrashed
 	case StateDying:
-		in.Letter = 'd'
+		in.Flags = FlagDying
 	case StateCreating:
-		in.Letter = 'p' // being built: not yet running, as xl shows a paused new domain
+		in.Flags = FlagPaused // being built: not yet running, as xl shows a paused new domain
 		if r.HVPid == 0 && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
-			in.Letter = 'c'
+			in.Flags = FlagCrashed
 		}
 	default:
 		if !r.HVAlive() {
 			// Its hv is gone and nobody recorded why: kill -9, or the
 			// monitor died too.
-			in.Letter = 'c'
+			in.Flags = FlagCrashed
 			break
 		}
 		resp, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)
 		if err != nil || resp.Status == nil {
-			in.Letter = 'r'
+			in.Flags = FlagRunning
 			break
 		}
 		in.Live = resp.Status
 		switch resp.Status.State {
 		case control.StatePaused:
-			in.Letter = 'p'
+			in.Flags = FlagPaused
 		case control.StateBlocked:
-			in.Letter = 'b'
+			in.Flags = FlagBlocked
 		default:
-			in.Letter = 'r'
+			in.Flags = FlagRunning
 		}
 	}
 	return in

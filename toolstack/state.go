@@ -247,7 +247,9 @@ func (s *State) Records() ([]*Record, error) {
 // NoDomainError says a DOM argument matched no domain.
 type NoDomainError struct{ What string }
 
-func (e *NoDomainError) Error() string { return fmt.Sprintf("domain %s does not exist", e.What) }
+func (e *NoDomainError) Error() string {
+	return fmt.Sprintf("toolstack: domain %s does not exist", e.What)
+}
 
 // Find resolves a DOM argument, a name or a numeric ID, as xl does.
 func (s *State) Find(dom string) (*Record, error) {

@@ -38,6 +38,16 @@ func TestOpenStateRefusesLooseDir(t *testing.T) {
 	}
 }
 
+// newToolstack is a toolstack over a new state directory, with no hv.
+func newToolstack(t *testing.T) *Toolstack {
+	t.Helper()
+	st, err := OpenState(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Toolstack{State: st}
+}
+
 func plan(name string) *Plan {
 	return &Plan{Config: &Config{Name: name, UUID: NewUUID(), MemoryMiB: 64, VCPUs: 1}}
 }
@@ -45,11 +55,8 @@ func plan(name string) *Plan {
 // Many concurrent reservations: IDs are unique and increasing, and of
 // those sharing a name exactly one wins.
 func TestReserveConcurrent(t *testing.T) {
-	st, err := OpenState(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &Toolstack{State: st}
+	ts := newToolstack(t)
+	st := ts.State
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ids := map[int]bool{}
@@ -105,11 +112,7 @@ func TestReserveConcurrent(t *testing.T) {
 // A record whose hv is gone without an exit (kill -9 with no monitor)
 // shows as crashed; one whose pid was reused by another process too.
 func TestInspectDeadHV(t *testing.T) {
-	st, err := OpenState(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &Toolstack{State: st}
+	ts := newToolstack(t)
 	r, err := ts.Reserve(plan("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +134,8 @@ func TestInspectDeadHV(t *testing.T) {
 	if r.HVAlive() {
 		t.Fatal("dead process alive")
 	}
-	if in := ts.Inspect(r); in.Letter != 'c' {
-		t.Errorf("dead hv shows %c, want c", in.Letter)
+	if in := ts.Inspect(r); in.Flags != FlagCrashed {
+		t.Errorf("dead hv has flags %#x, want crashed", in.Flags)
 	}
 	r.HVPid, r.HVStart = os.Getpid(), 12345 // our pid, another start time
 	if r.HVAlive() {

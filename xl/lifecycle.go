@@ -1,6 +1,7 @@
 package xl
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/xeno-hv/xeno/hv/control"
@@ -60,7 +61,7 @@ func shutdownCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	return askDomains(io, ask{"shutdown", "shut down", "shut down"}, control.CmdShutdown, pos, all, wait)
+	return askDomains(io, ask{"shut down", "shut down"}, control.CmdShutdown, pos, all, wait)
 }
 
 // rebootCmd asks the guest to reboot (the power button; its clean
@@ -76,11 +77,11 @@ func rebootCmd(io IO, args []string) error {
 	if reset {
 		cmd = control.CmdReset
 	}
-	return askDomains(io, ask{"reboot", "reboot", "rebooted"}, cmd, pos, all, wait)
+	return askDomains(io, ask{"reboot", "rebooted"}, cmd, pos, all, wait)
 }
 
 // ask names a request in xl's messages.
-type ask struct{ verb, infinitive, done string }
+type ask struct{ infinitive, done string }
 
 // askDomains sends cmd to one domain or to all running ones, and with
 // wait waits until each has stopped: gone, restarted under a new ID, or
@@ -111,14 +112,13 @@ func askDomains(io IO, a ask, cmd string, pos []string, all, wait bool) error {
 		}
 		targets = append(targets, r)
 	}
-	var firstErr error
+	// Every domain is asked even if one fails; Main reports each
+	// failure on its own line.
+	var errs []error
 	var sent []*toolstack.Record
 	for _, r := range targets {
 		if _, err := ts.Control(fmt.Sprint(r.ID), cmd); err != nil {
-			fmt.Fprintf(io.Stderr, "xl %s: %v\n", a.verb, err)
-			if firstErr == nil {
-				firstErr = err
-			}
+			errs = append(errs, err)
 			continue
 		}
 		sent = append(sent, r)
@@ -126,13 +126,13 @@ func askDomains(io IO, a ask, cmd string, pos []string, all, wait bool) error {
 	if wait {
 		for _, r := range sent {
 			fmt.Fprintf(io.Stderr, "Waiting for domain %s (%d) to %s\n", r.Name, r.ID, a.infinitive)
-			if err := ts.WaitGone(r.ID, 0); err != nil && firstErr == nil {
-				firstErr = err
+			if err := ts.WaitGone(r.ID, 0); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if len(sent) > 0 {
 			fmt.Fprintf(io.Stderr, "All domains have been %s\n", a.done)
 		}
 	}
-	return firstErr
+	return errors.Join(errs...)
 }

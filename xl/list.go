@@ -26,13 +26,27 @@ func selected(ts *toolstack.Toolstack, doms []string) ([]*toolstack.Record, erro
 	return out, nil
 }
 
-// stateColumn is xl's six-letter state field: one position each for
-// r(unning) b(locked) p(aused) s(hutdown) c(rashed) d(ying).
-func stateColumn(letter byte) string {
-	b := []byte("------")
-	for i, l := range []byte("rbpscd") {
-		if l == letter {
-			b[i] = l
+// stateLetters are xl list's state columns, in xl's order.
+var stateLetters = [...]struct {
+	flag   toolstack.Flags
+	letter byte
+}{
+	{toolstack.FlagRunning, 'r'},
+	{toolstack.FlagBlocked, 'b'},
+	{toolstack.FlagPaused, 'p'},
+	{toolstack.FlagShutdown, 's'},
+	{toolstack.FlagCrashed, 'c'},
+	{toolstack.FlagDying, 'd'},
+}
+
+// stateColumn is xl's six-letter state field: a letter for each flag
+// that holds, '-' for each that does not.
+func stateColumn(f toolstack.Flags) string {
+	b := make([]byte, len(stateLetters))
+	for i, s := range stateLetters {
+		b[i] = '-'
+		if f&s.flag != 0 {
+			b[i] = s.letter
 		}
 	}
 	return string(b)
@@ -82,7 +96,7 @@ func listCmd(io IO, args []string) error {
 		}
 		out := make([]entry, 0, len(infos))
 		for _, in := range infos {
-			e := entry{Record: in.Record, StateLetters: stateColumn(in.Letter), CPUSeconds: cpuSeconds(in)}
+			e := entry{Record: in.Record, StateLetters: stateColumn(in.Flags), CPUSeconds: cpuSeconds(in)}
 			if in.Live != nil {
 				e.Live = in.Live
 			}
@@ -102,7 +116,7 @@ func listCmd(io IO, args []string) error {
 	}
 	for _, in := range infos {
 		r := in.Record
-		line := fmt.Sprintf("%-40s %5d %5d %5d     %s %9.1f", r.Name, r.ID, r.Config.MemoryMiB, r.Config.VCPUs, stateColumn(in.Letter), cpuSeconds(in))
+		line := fmt.Sprintf("%-40s %5d %5d %5d     %s %9.1f", r.Name, r.ID, r.Config.MemoryMiB, r.Config.VCPUs, stateColumn(in.Flags), cpuSeconds(in))
 		if verbose {
 			iface := r.Admitted
 			if r.Unchecked && iface == "" {

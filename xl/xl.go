@@ -97,7 +97,15 @@ func Main(args []string, io IO) int {
 			fmt.Fprintf(io.Stderr, "xl %s: %s\nusage: xl %s %s\n", c.name, ue.msg, c.name, c.usage)
 			return 2
 		}
-		fmt.Fprintf(io.Stderr, "xl %s: %v\n", c.name, err)
+		// A command that acts on several domains joins their
+		// failures: one line each, every one with the prefix.
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, e := range errs {
+			fmt.Fprintf(io.Stderr, "xl %s: %v\n", c.name, e)
+		}
 		return 1
 	}
 	fmt.Fprintf(io.Stderr, "xl: unknown command %q; try `xl help`\n", name)

@@ -51,12 +51,29 @@ func TestUsageAndHelp(t *testing.T) {
 	}
 }
 
-func TestStateColumnAndUptime(t *testing.T) {
-	for l, want := range map[byte]string{'r': "r-----", 'b': "-b----", 'p': "--p---", 's': "---s--", 'c': "----c-", 'd': "-----d"} {
-		if got := stateColumn(l); got != want {
-			t.Errorf("%c: %s want %s", l, got, want)
+func TestStateColumn(t *testing.T) {
+	for _, c := range []struct {
+		f    toolstack.Flags
+		want string
+	}{
+		{0, "------"},
+		{toolstack.FlagRunning, "r-----"},
+		{toolstack.FlagBlocked, "-b----"},
+		{toolstack.FlagPaused, "--p---"},
+		{toolstack.FlagShutdown, "---s--"},
+		{toolstack.FlagCrashed, "----c-"},
+		{toolstack.FlagDying, "-----d"},
+		// Each flag has its own column, as in xl: a dying paused domain.
+		{toolstack.FlagPaused | toolstack.FlagDying, "--p--d"},
+		{toolstack.FlagRunning | toolstack.FlagBlocked | toolstack.FlagPaused | toolstack.FlagShutdown | toolstack.FlagCrashed | toolstack.FlagDying, "rbpscd"},
+	} {
+		if got := stateColumn(c.f); got != c.want {
+			t.Errorf("flags %#x: %s want %s", c.f, got, c.want)
 		}
 	}
+}
+
+func TestUptime(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		5 * time.Second: " 0:00:05", 3723 * time.Second: " 1:02:03", 90000 * time.Second: "1 day,  1:00:00", 200000 * time.Second: "2 days,  7:33:20",
 	} {
@@ -66,9 +83,13 @@ func TestStateColumnAndUptime(t *testing.T) {
 	}
 }
 
-// list, domid and domname over records whose hv is not running (no KVM
-// needed): the columns, the crashed letter, -l JSON and lookups.
-func TestListRecords(t *testing.T) {
+type record struct{ name, state string }
+
+// withRecords points xl at a new state directory holding a record for
+// each of recs, reserved from a copy of p and saved in its state, with no
+// hv behind it.
+func withRecords(t *testing.T, p toolstack.Plan, recs ...record) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "state")
 	t.Setenv("XENO_STATE_DIR", dir)
 	st, err := toolstack.OpenState(dir)
@@ -76,19 +97,28 @@ func TestListRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := &toolstack.Toolstack{State: st}
-	for _, n := range []string{"alpha", "beta"} {
-		r, err := ts.Reserve(&toolstack.Plan{Config: &toolstack.Config{Name: n, UUID: toolstack.NewUUID(), MemoryMiB: 64, VCPUs: 2}, Admitted: "1.1", Compat: true})
+	for _, rec := range recs {
+		c := *p.Config
+		c.Name, c.UUID = rec.name, toolstack.NewUUID()
+		pl := p
+		pl.Config = &c
+		r, err := ts.Reserve(&pl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.State = toolstack.StateShutdown
-		if n == "beta" {
-			r.State = toolstack.StateRunning // with no live hv: crashed
-		}
+		r.State = rec.state
 		if err := st.Save(r); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// list, domid and domname over records whose hv is not running (no KVM
+// needed): the columns, the crashed letter, -l JSON and lookups.
+func TestListRecords(t *testing.T) {
+	withRecords(t, toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 2}, Admitted: "1.1", Compat: true},
+		record{"alpha", toolstack.StateShutdown},
+		record{"beta", toolstack.StateRunning}) // with no live hv: crashed
 	o, e, code := run("list")
 	lines := strings.Split(strings.TrimSpace(o), "\n")
 	if code != 0 || len(lines) != 3 {
@@ -134,6 +164,23 @@ func TestListRecords(t *testing.T) {
 	o, _, _ = run("list")
 	if strings.Contains(o, "alpha") || !strings.Contains(o, "beta") {
 		t.Errorf("after destroy: %q", o)
+	}
+}
+
+// A failure is reported once, with the command's prefix; -a reports
+// each domain's failure on its own line.
+func TestAskReportsEachFailureOnce(t *testing.T) {
+	p := toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 1}}
+	withRecords(t, p, record{"a", toolstack.StateRunning}, record{"b", toolstack.StateRunning}) // with no live hv
+	_, e, code := run("shutdown", "a")
+	if code != 1 || strings.Count(e, "\n") != 1 || !strings.HasPrefix(e, "xl shutdown: ") || !strings.Contains(e, "not running") {
+		t.Errorf("shutdown a: %d %q", code, e)
+	}
+	_, e, code = run("reboot", "-a")
+	lines := strings.Split(strings.TrimSuffix(e, "\n"), "\n")
+	if code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], "xl reboot: ") || !strings.Contains(lines[0], "domain a ") ||
+		!strings.HasPrefix(lines[1], "xl reboot: ") || !strings.Contains(lines[1], "domain b ") {
+		t.Errorf("reboot -a: %d %q", code, e)
 	}
 }
 
