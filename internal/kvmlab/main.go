@@ -40,33 +40,28 @@ func Main(m *testing.M) int {
 		f.Close()
 		return m.Run()
 	}
-	q, err := os.CreateTemp("", "kvmlab-queue-")
+	// RequireKVM and Carry append to these two files while the tests run.
+	dir, err := os.MkdirTemp("", "kvmlab-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvmlab:", err)
 		return 1
 	}
-	q.Close()
-	defer os.Remove(q.Name())
-	carry, err := os.CreateTemp("", "kvmlab-carry-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvmlab:", err)
-		return 1
+	defer os.RemoveAll(dir)
+	queue, carry := filepath.Join(dir, "queue"), filepath.Join(dir, "carry")
+	for _, f := range []string{queue, carry} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "kvmlab:", err)
+			return 1
+		}
 	}
-	carry.Close()
-	defer os.Remove(carry.Name())
-	os.Setenv(testenv.LabQueueEnv, q.Name())
-	os.Setenv(testenv.LabCarryEnv, carry.Name())
+	os.Setenv(testenv.LabQueueEnv, queue)
+	os.Setenv(testenv.LabCarryEnv, carry)
 	code := m.Run()
 	os.Unsetenv(testenv.LabQueueEnv)
 	os.Unsetenv(testenv.LabCarryEnv)
-	carried, err := os.ReadFile(carry.Name())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvmlab:", err)
-		return 1
-	}
-
-	b, err := os.ReadFile(q.Name())
-	if err != nil {
+	b, err1 := os.ReadFile(queue)
+	carried, err2 := os.ReadFile(carry)
+	if err := errors.Join(err1, err2); err != nil {
 		fmt.Fprintln(os.Stderr, "kvmlab:", err)
 		return 1
 	}
