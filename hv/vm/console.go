@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,15 +25,16 @@ type Console struct {
 	mu      sync.Mutex
 	out     io.Writer // stdio or pty master; nil for a socket
 	ring    []byte
-	clients map[net.Conn]chan []byte
+	clients map[net.Conn]*consoleClient
 	input   func([]byte)
 	ln      net.Listener
 	closers []io.Closer
+	senders sync.WaitGroup
 }
 
 // OpenConsole opens "stdio", "pty" or "unix:PATH".
 func OpenConsole(spec string) (*Console, error) {
-	c := &Console{clients: make(map[net.Conn]chan []byte)}
+	c := &Console{clients: make(map[net.Conn]*consoleClient)}
 	switch {
 	case spec == "" || spec == "stdio":
 		c.out = os.Stdout
@@ -99,18 +101,73 @@ func (c *Console) Write(p []byte) (int, error) {
 	if len(c.ring) > ConsoleRing {
 		c.ring = append(c.ring[:0], c.ring[len(c.ring)-ConsoleRing:]...)
 	}
-	for conn, ch := range c.clients {
-		select {
-		case ch <- append([]byte(nil), p...):
-		default:
-			// A client that does not read loses its connection rather
-			// than stall the guest.
-			conn.Close()
-			delete(c.clients, conn)
-		}
+	for _, cl := range c.clients {
+		cl.push(p)
 	}
 	return len(p), nil
 }
+
+// consoleClient is one socket reader of the console. Guest output waits in
+// a buffer of at most ConsoleRing bytes for it, so a slow reader (the
+// monitor mirroring console.log on a loaded host, while the guest writes a
+// byte per UART exit) neither stalls the guest nor is cut off: past the
+// cap it loses the oldest bytes, never the connection. Cutting it off
+// froze console.log for good.
+type consoleClient struct {
+	conn net.Conn
+	wake chan struct{} // capacity 1: "buf has bytes"
+
+	mu   sync.Mutex
+	buf  []byte
+	lost int
+}
+
+func newConsoleClient(conn net.Conn, backlog []byte) *consoleClient {
+	cl := &consoleClient{conn: conn, wake: make(chan struct{}, 1)}
+	cl.push(backlog)
+	return cl
+}
+
+func (cl *consoleClient) push(p []byte) {
+	cl.mu.Lock()
+	cl.buf = append(cl.buf, p...)
+	if over := len(cl.buf) - ConsoleRing; over > 0 {
+		cl.buf = append(cl.buf[:0], cl.buf[over:]...)
+		cl.lost += over
+	}
+	cl.mu.Unlock()
+	select {
+	case cl.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send writes what is buffered until wake is closed or the reader goes;
+// then what is left (Close bounds it), and closes the connection.
+func (cl *consoleClient) send() {
+	defer cl.conn.Close()
+	var out []byte
+	flush := func() error {
+		cl.mu.Lock()
+		out, cl.buf = append(out[:0], cl.buf...), cl.buf[:0]
+		cl.mu.Unlock()
+		if len(out) == 0 {
+			return nil
+		}
+		_, err := cl.conn.Write(out)
+		return err
+	}
+	for range cl.wake {
+		if flush() != nil {
+			return
+		}
+	}
+	flush()
+}
+
+// consoleFlushBound is how long a client may take to read the console's
+// last bytes once the domain has ended.
+const consoleFlushBound = 2 * time.Second
 
 func (c *Console) accept() {
 	for {
@@ -118,29 +175,30 @@ func (c *Console) accept() {
 		if err != nil {
 			return
 		}
-		ch := make(chan []byte, 1024)
 		c.mu.Lock()
-		ch <- append([]byte(nil), c.ring...)
-		c.clients[conn] = ch
+		cl := newConsoleClient(conn, c.ring)
+		c.clients[conn] = cl
 		c.mu.Unlock()
+		c.senders.Add(1)
 		go func() {
-			for p := range ch {
-				if _, err := conn.Write(p); err != nil {
-					return
-				}
-			}
+			defer c.senders.Done()
+			cl.send()
 		}()
 		go func() {
 			c.pump(conn)
-			c.mu.Lock()
-			if _, ok := c.clients[conn]; ok {
-				delete(c.clients, conn)
-				close(ch)
-			}
-			c.mu.Unlock()
-			conn.Close()
+			c.drop(conn)
 		}()
 	}
+}
+
+// drop forgets a client; its sender sends what is left and closes it.
+func (c *Console) drop(conn net.Conn) {
+	c.mu.Lock()
+	if cl, ok := c.clients[conn]; ok {
+		delete(c.clients, conn)
+		close(cl.wake)
+	}
+	c.mu.Unlock()
 }
 
 // Close stops the console and removes its socket.
@@ -150,12 +208,19 @@ func (c *Console) Close() {
 		os.Remove(c.Path)
 	}
 	c.mu.Lock()
-	for conn, ch := range c.clients {
-		conn.Close()
-		close(ch)
-		delete(c.clients, conn)
+	conns := make([]net.Conn, 0, len(c.clients))
+	for conn := range c.clients {
+		conns = append(conns, conn)
 	}
 	c.mu.Unlock()
+	for _, conn := range conns {
+		// The domain's last lines (its poweroff) reach the clients
+		// first, within a bound: a client that stopped reading must not
+		// hold the hv's exit.
+		conn.SetWriteDeadline(time.Now().Add(consoleFlushBound))
+		c.drop(conn)
+	}
+	c.senders.Wait()
 	for _, cl := range c.closers {
 		cl.Close()
 	}
