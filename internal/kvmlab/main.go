@@ -76,7 +76,13 @@ func Main(m *testing.M) int {
 	fmt.Printf("=== kvmlab: no /dev/kvm here; running inside the nested-KVM lab: %s\n", strings.Join(append(tests, benches...), " "))
 	labCode := 1
 	for try := 1; try <= 2; try++ {
+		unlock, err := testenv.LockHeavy()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kvmlab:", err)
+			return 1
+		}
 		res, err := runQueued(tests, benches, string(carried))
+		unlock()
 		if err == nil {
 			fmt.Printf("=== kvmlab: the lab ran %v, exit %d\n", res.Elapsed.Round(time.Second), res.Exit)
 			labCode = res.Exit

@@ -42,6 +42,7 @@ func labRun(t testing.TB, spec Spec, bound time.Duration) *Result {
 	if spec.Idle == 0 {
 		spec.Idle = 5 * time.Minute // no lab script here is silent that long
 	}
+	defer testenv.Heavy(t)()
 	run := func() (*Result, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()

@@ -211,3 +211,31 @@ func Untangle(console string) string {
 		console = console[:lineStart] + msg + console[lineStart:m[2]] + console[m[3]:]
 	}
 }
+
+// Heavy takes this machine's lock for work that needs its CPUs to itself:
+// a run of the nested-KVM lab, or a cold kernel build. make test runs two
+// packages at once on two cores, and with a lab beside a kernel build (or
+// another lab) the lab's guests missed their timer checks ("APIC timer
+// disabled due to verification failure") and hung. Waiting for the lock
+// is not the test's time; unlock releases it.
+func Heavy(t testing.TB) (unlock func()) {
+	t.Helper()
+	unlock, err := LockHeavy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
+
+// LockHeavy is Heavy outside a test (kvmlab.Main).
+func LockHeavy() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "xeno-heavy.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("testenv: lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/xeno-hv/xeno/builder"
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/internal/kvmlab"
+	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 )
@@ -110,10 +111,12 @@ func TestXenoKernelBoots(t *testing.T) {
 func TestXenoKernelReproducible(t *testing.T) {
 	stored := kerneltest.Xeno(t, "")
 	dir := filepath.Join(t.TempDir(), "elsewhere", "kbuild")
+	unlock := testenv.Heavy(t)
 	start := time.Now()
 	cold, err := builder.BuildKernel(context.Background(),
 		builder.Options{Recipe: kerneltest.MinimalRecipe(), CacheDir: kernels.DefaultCacheDir()},
 		builder.KernelOptions{WorkDir: dir})
+	unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
