@@ -127,11 +127,9 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 		}
 	}
 	if len(again) > 0 {
-		// Measured in the lab only (docs/kvm-notes.md): now and then the
-		// boot vCPU resets and triple-faults while Linux sends INIT/SIPI to
-		// the others under TCG's emulated SVM. Such a boot runs once more;
-		// a second failure stands.
-		t.Logf("kvmlab: %d boot(s) triple-faulted during SMP bring-up, a known fault of the nested lab; running them again", len(again))
+		// Measured in the lab only (smpFlake): such a boot runs once
+		// more; a second failure stands.
+		t.Logf("kvmlab: %d boot(s) lost their timer before init, a known fault of the nested lab; running them again", len(again))
 		for name, b := range labBoots(t, again) {
 			out[name] = b
 		}
@@ -139,11 +137,19 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 	return out
 }
 
-// smpFlake is the lab's known fault: a triple fault while the guest
-// brings up its other vCPUs, before init.
+// smpFlake is the lab's known fault, seen only with 2-vCPU guests and
+// never outside the lab: before init, the guest's PIT interrupts stop
+// arriving (its clock stands still; "8254 timer not connected to
+// IO-APIC", or "APIC timer disabled due to verification failure"), and it
+// hangs or triple-faults while it brings up its other vCPUs. Unexplained;
+// on hardware KVM it would be the hv's (docs/kvm-notes.md).
 func smpFlake(out string) bool {
-	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") &&
-		strings.Contains(out, "Booting SMP configuration") && !strings.Contains(out, "Run /init")
+	if strings.Contains(out, "Run /init") {
+		return false
+	}
+	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") && strings.Contains(out, "Booting SMP configuration") ||
+		strings.Contains(out, "APIC timer disabled due to verification failure") ||
+		strings.Contains(out, "8254 timer not connected to IO-APIC")
 }
 
 // labBoots runs boots one after another in one lab.
