@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/xeno-hv/xeno/hv/acpi"
 	"github.com/xeno-hv/xeno/hv/bus"
@@ -69,11 +70,28 @@ type portDevice struct {
 	dev        bus.Device
 }
 
-// unknownLog reports each unknown port or address once.
+// Bounds of the unknown-access log: a guest chooses the addresses, so
+// neither the table nor hv.log may grow with what it does.
+const (
+	unknownTable  = 256              // distinct addresses logged, one line each
+	unknownPeriod = 10 * time.Second // at most one summary line per period
+)
+
+// unknownLog reports each unknown port or address once, for the first
+// unknownTable distinct ones. Past that, accesses at addresses not in the
+// table are counted, and the count is logged at most once per
+// unknownPeriod and when the domain ends (flush). Linux probes a few
+// dozen unknown ports at boot; a guest that sprays addresses costs one
+// line per period.
 type unknownLog struct {
 	mu   sync.Mutex
-	seen map[uint64]bool
+	seen map[uint64]bool // at most unknownTable entries
 	log  io.Writer
+	now  func() time.Time // time.Now; tests set a clock
+
+	suppressed      uint64    // accesses not logged since the last summary
+	firstSuppressed bool      // the "table full" line has been written
+	lastSummary     time.Time // when the last summary was written
 }
 
 func (u *unknownLog) once(kind string, addr uint64, write bool, n int) {
@@ -86,8 +104,12 @@ func (u *unknownLog) once(kind string, addr uint64, write bool, n int) {
 	if u.seen[key] {
 		return
 	}
+	if len(u.seen) >= unknownTable {
+		u.suppress()
+		return
+	}
 	if u.seen == nil {
-		u.seen = make(map[uint64]bool)
+		u.seen = make(map[uint64]bool, unknownTable)
 	}
 	u.seen[key] = true
 	dir := "read"
@@ -95,6 +117,45 @@ func (u *unknownLog) once(kind string, addr uint64, write bool, n int) {
 		dir = "write"
 	}
 	fmt.Fprintf(u.log, "hv: ignoring %d-byte %s %s at %#x (no device; logged once)\n", n, kind, dir, addr)
+}
+
+// suppress counts one access that is not logged, and writes a summary
+// when the period has passed since the last one.
+func (u *unknownLog) suppress() {
+	now := u.clock()
+	u.suppressed++
+	if !u.firstSuppressed {
+		u.firstSuppressed = true
+		fmt.Fprintf(u.log, "hv: %d distinct unknown ports and addresses logged; further ones are counted, with a summary every %v\n",
+			unknownTable, unknownPeriod)
+		u.lastSummary = now
+		return
+	}
+	if now.Sub(u.lastSummary) >= unknownPeriod {
+		u.summary(now)
+	}
+}
+
+func (u *unknownLog) summary(now time.Time) {
+	fmt.Fprintf(u.log, "hv: %d more unknown accesses suppressed in the last %.0f s\n", u.suppressed, now.Sub(u.lastSummary).Seconds())
+	u.suppressed, u.lastSummary = 0, now
+}
+
+// flush writes the count of accesses not yet summarised, once the domain
+// has ended.
+func (u *unknownLog) flush() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.suppressed > 0 {
+		u.summary(u.clock())
+	}
+}
+
+func (u *unknownLog) clock() time.Time {
+	if u.now == nil {
+		return time.Now()
+	}
+	return u.now()
 }
 
 func fill(d []byte, v byte) {

@@ -286,6 +286,7 @@ func (v *VM) Run() control.Exit {
 	case <-time.After(2 * time.Second):
 		v.logf("vCPU threads did not stop within 2 s; exiting anyway")
 	}
+	v.unk.flush()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return *v.exit
