@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,7 +221,8 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 		}
 		a = append(a, "--disk", s)
 	}
-	a = append(a, "--console", "unix:"+r.Console, "--control", r.Control, "--name", r.Name, "--uuid", r.UUID)
+	a = append(a, "--console", "unix:"+r.Console, "--control", r.Control, "--name", r.Name, "--uuid", r.UUID,
+		"--log", t.State.HVLog(r.ID), "--console-log", t.State.ConsoleLog(r.ID))
 	if r.Guest != "" {
 		a = append(a, "--interface", r.Guest)
 	}
@@ -259,6 +259,8 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 			tell(fmt.Errorf("toolstack: domain %s was destroyed", r.Name))
 			return t.removeLocked(id)
 		}
+		// The hv writes hv.log and console.log itself, capped (--log,
+		// --console-log); this catches what it says before that.
 		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			err = fmt.Errorf("toolstack: %w", err)
@@ -305,7 +307,6 @@ func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error 
 		up, waitErr := waitUp(r.Control, exited)
 		if up {
 			checkSockets(r)
-			go mirrorConsole(r.Console, t.State.ConsoleLog(id))
 			tell(nil)
 			waitErr = <-exited
 		} else if waitErr == errNotUp {
@@ -353,25 +354,6 @@ func checkSockets(r *Record) {
 		fmt.Fprintf(os.Stderr, "xl monitor: %s has mode %v, setting 0600\n", p, fi.Mode().Perm())
 		_ = os.Chmod(p, 0o600)
 	}
-}
-
-// mirrorConsole appends everything the domain's console prints to a log
-// beside the record, so that the output of a guest that has stopped
-// (preserved, crashed, or too quick for xl console) can still be read.
-// The hv replays its recent output to a new client, so nothing from boot
-// is lost.
-func mirrorConsole(sock, logPath string) {
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_, _ = io.Copy(f, conn)
 }
 
 // exitReason reads the hv's exit file, or derives the reason from how the

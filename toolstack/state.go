@@ -120,11 +120,12 @@ func (s *State) DomainDir(id int) string {
 	return filepath.Join(s.Dir, domainsDir, strconv.Itoa(id))
 }
 
-// HVLog is where domain id's hv writes its stdout and stderr.
+// HVLog is where domain id's hv logs (capped, with HVLog+".1" rotated).
 func (s *State) HVLog(id int) string { return filepath.Join(s.DomainDir(id), hvLog) }
 
-// ConsoleLog is where the monitor mirrors domain id's console, kept
-// across restarts and after the domain stops.
+// ConsoleLog is where domain id's hv copies its console (capped, with a
+// rotated ConsoleLog+".1"), kept across restarts and after the domain
+// stops.
 func (s *State) ConsoleLog(id int) string { return filepath.Join(s.DomainDir(id), consoleLog) }
 
 // MonitorLog is where domain id's monitor logs.

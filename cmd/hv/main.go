@@ -14,6 +14,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/logfile"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
@@ -70,6 +71,8 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		boot      = fs.String("boot", "auto", "bzimage, elf or auto (elf where KVM emulates kernel mode, else bzimage)")
 		paused    = fs.Bool("paused", false, "start with every vCPU stopped; the control socket's resume starts the guest")
 		version   = fs.Bool("version", false, "print the release, interface, build id, changeset and caps, and exit")
+		logPath   = fs.String("log", "", "write the hv's own messages (and stderr) to this file, capped with rotation to FILE.1")
+		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
 		disks     diskFlags
 	)
 	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
@@ -96,6 +99,17 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 			code = control.ExitUsage
 		}
 		return exit(control.Exit{Reason: control.ReasonError, Detail: err.Error(), Code: code, Time: time.Now().UTC()})
+	}
+	if *logPath != "" {
+		lf, err := logfile.Open(*logPath, logfile.Max)
+		if err != nil {
+			return fail(err)
+		}
+		defer lf.Close()
+		if err := lf.Stderr(); err != nil {
+			return fail(err)
+		}
+		stderr = lf
 	}
 	if fs.NArg() > 0 {
 		return fail(usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))})
@@ -155,6 +169,11 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer con.Close()
+	if *conLog != "" {
+		if err := con.LogTo(*conLog, stderr); err != nil {
+			return fail(err)
+		}
+	}
 	if con.Path != "" {
 		fmt.Fprintf(stderr, "hv: console on %s\n", con.Path)
 	}

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xeno-hv/xeno/hv/logfile"
 )
 
 // ConsoleRing is how much recent output a unix-socket console keeps for
@@ -30,6 +32,7 @@ type Console struct {
 	ln      net.Listener
 	closers []io.Closer
 	senders sync.WaitGroup
+	log     *consoleLog // console.log, if LogTo was called
 }
 
 // OpenConsole opens "stdio", "pty" or "unix:PATH".
@@ -94,12 +97,18 @@ func (c *Console) pump(r io.Reader) {
 func (c *Console) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.log != nil {
+		c.log.push(p)
+	}
 	if c.out != nil {
 		return c.out.Write(p)
 	}
+	// Sliding rather than copying to the front: the guest writes a byte
+	// at a time, and a 64 KiB copy per byte made a console flood cost
+	// the hv a core.
 	c.ring = append(c.ring, p...)
 	if len(c.ring) > ConsoleRing {
-		c.ring = append(c.ring[:0], c.ring[len(c.ring)-ConsoleRing:]...)
+		c.ring = c.ring[len(c.ring)-ConsoleRing:]
 	}
 	for _, cl := range c.clients {
 		cl.push(p)
@@ -108,11 +117,12 @@ func (c *Console) Write(p []byte) (int, error) {
 }
 
 // consoleClient is one socket reader of the console. Guest output waits in
-// a buffer of at most ConsoleRing bytes for it, so a slow reader (the
-// monitor mirroring console.log on a loaded host, while the guest writes a
-// byte per UART exit) neither stalls the guest nor is cut off: past the
-// cap it loses the oldest bytes, never the connection. Cutting it off
-// froze console.log for good.
+// a buffer of at most ConsoleRing bytes for it, so a slow reader (xl
+// console on a loaded host, while the guest writes a byte per UART exit)
+// neither stalls the guest nor is cut off: past the cap it loses the
+// oldest bytes, never the connection (cutting it off froze the monitor's
+// console.log for good), and it is told: the next bytes it gets start
+// with a droppedMarker line.
 type consoleClient struct {
 	conn net.Conn
 	wake chan struct{} // capacity 1: "buf has bytes"
@@ -132,7 +142,7 @@ func (cl *consoleClient) push(p []byte) {
 	cl.mu.Lock()
 	cl.buf = append(cl.buf, p...)
 	if over := len(cl.buf) - ConsoleRing; over > 0 {
-		cl.buf = append(cl.buf[:0], cl.buf[over:]...)
+		cl.buf = cl.buf[over:]
 		cl.lost += over
 	}
 	cl.mu.Unlock()
@@ -142,6 +152,10 @@ func (cl *consoleClient) push(p []byte) {
 	}
 }
 
+// droppedMarker is the line a console client reads where its buffer lost
+// bytes (docs/hv.md): never a silent gap.
+const droppedMarker = "\r\n[xeno: %d bytes of console output dropped]\r\n"
+
 // send writes what is buffered until wake is closed or the reader goes;
 // then what is left (Close bounds it), and closes the connection.
 func (cl *consoleClient) send() {
@@ -149,7 +163,12 @@ func (cl *consoleClient) send() {
 	var out []byte
 	flush := func() error {
 		cl.mu.Lock()
-		out, cl.buf = append(out[:0], cl.buf...), cl.buf[:0]
+		out = out[:0]
+		if cl.lost > 0 {
+			out = fmt.Appendf(out, droppedMarker, cl.lost)
+			cl.lost = 0
+		}
+		out, cl.buf = append(out, cl.buf...), cl.buf[:0]
 		cl.mu.Unlock()
 		if len(out) == 0 {
 			return nil
@@ -224,6 +243,93 @@ func (c *Console) Close() {
 	for _, cl := range c.closers {
 		cl.Close()
 	}
+	c.mu.Lock()
+	l := c.log
+	c.log = nil
+	c.mu.Unlock()
+	if l != nil {
+		l.close()
+	}
+}
+
+// LogTo copies everything the guest prints, from now on, to the capped
+// log file path (hv/logfile): console.log, which the hv writes itself so
+// that it loses nothing while the domain runs, whoever reads the socket
+// and however slowly. Write errors are reported once to errs.
+func (c *Console) LogTo(path string, errs io.Writer) error {
+	f, err := logfile.Open(path, logfile.Max)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	l := &consoleLog{f: f, errs: errs, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go l.run()
+	c.mu.Lock()
+	c.log = l
+	c.mu.Unlock()
+	return nil
+}
+
+// consoleLogBatch is how much guest output may wait for the log writer
+// before the guest's own write waits for the file instead: the log is
+// bounded and lossless, and a flood costs a file write per batch rather
+// than per byte.
+const consoleLogBatch = 64 << 10
+
+// consoleLog writes console output to console.log from a goroutine of its
+// own, in batches.
+type consoleLog struct {
+	f    *logfile.File
+	errs io.Writer
+	wake chan struct{} // capacity 1: "buf has bytes"
+	done chan struct{} // closed when run returns
+
+	mu     sync.Mutex
+	buf    []byte
+	failed bool // a write error has been reported
+}
+
+func (l *consoleLog) push(p []byte) {
+	l.mu.Lock()
+	l.buf = append(l.buf, p...)
+	if len(l.buf) >= consoleLogBatch {
+		l.flushLocked()
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *consoleLog) run() {
+	defer close(l.done)
+	for range l.wake {
+		l.mu.Lock()
+		l.flushLocked()
+		l.mu.Unlock()
+	}
+}
+
+func (l *consoleLog) flushLocked() {
+	if len(l.buf) == 0 {
+		return
+	}
+	_, err := l.f.Write(l.buf)
+	l.buf = l.buf[:0]
+	if err != nil && !l.failed {
+		l.failed = true
+		fmt.Fprintf(l.errs, "hv: console log: %v (console output is missing from it; later errors are not reported)\n", err)
+	}
+}
+
+// close writes what is left and closes the file; no push may follow.
+func (l *consoleLog) close() {
+	close(l.wake)
+	<-l.done
+	l.mu.Lock()
+	l.flushLocked()
+	l.mu.Unlock()
+	l.f.Close()
 }
 
 // listenUnix listens on a UNIX socket of mode 0600, replacing a stale

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +16,17 @@ import (
 // A socket client that does not read while the guest writes a byte at a
 // time (as the UART does) stays connected, and once it reads it gets the
 // newest ConsoleRing bytes, up to the last one written. It was cut off
-// instead, which froze the monitor's console.log for good.
+// instead, which froze the monitor's console.log for good. What it lost
+// is marked where it was lost, with the exact count, and console.log has
+// every byte.
 func TestConsoleSlowClientKept(t *testing.T) {
-	c, err := OpenConsole("unix:" + filepath.Join(t.TempDir(), "console.sock"))
+	dir := t.TempDir()
+	c, err := OpenConsole("unix:" + filepath.Join(dir, "console.sock"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "console.log")
+	if err := c.LogTo(logPath, t.Output()); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := net.Dial("unix", c.Path)
@@ -70,5 +80,26 @@ func TestConsoleSlowClientKept(t *testing.T) {
 	tail := string(got[len(got)-ConsoleRing:])
 	if strings.Count(tail, string(line)) < ConsoleRing/len(line)-2 {
 		t.Fatalf("the last %d bytes are not the newest lines", ConsoleRing)
+	}
+	// Bytes read plus bytes reported dropped are the bytes written.
+	marker := regexp.MustCompile(`\r\n\[xeno: (\d+) bytes of console output dropped\]\r\n`)
+	ms := marker.FindAllSubmatch(got, -1)
+	if len(ms) == 0 {
+		t.Fatal("bytes were dropped without a marker")
+	}
+	dropped := 0
+	for _, m := range ms {
+		n, _ := strconv.Atoi(string(m[1]))
+		dropped += n
+	}
+	if kept := len(marker.ReplaceAll(got, nil)); kept+dropped != total+4 {
+		t.Errorf("read %d bytes, %d reported dropped in %d markers; %d were written", kept, dropped, len(ms), total+4)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat(string(line), total/len(line)) + "END\n"; string(b) != want {
+		t.Errorf("console.log holds %d bytes, want all %d written", len(b), len(want))
 	}
 }
