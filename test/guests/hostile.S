@@ -297,28 +297,7 @@ out:	lea -40(%rbp), %rsp
 	pop %rbp
 	ret
 
-/* port_skip(edi = port) -> eax = 1 for ports whose writes do something. */
-port_skip:
-	mov $1, %eax
-	cmp $0xf4, %edi				/* QEMU isa-debug-exit */
-	je 1f
-	lea -0x60(%rdi), %ecx			/* i8042 0x60-0x64 */
-	cmp $5, %ecx
-	jb 1f
-	lea -COM1(%rdi), %ecx
-	cmp $8, %ecx
-	jb 1f
-	lea -ACPI_PM1A_EVT(%rdi), %ecx
-	cmp $0x10, %ecx
-	jb 1f
-	lea -XENO_PORT_INFO_SELECT(%rdi), %ecx
-	cmp $0x10, %ecx
-	jb 1f
-	lea -0xcf8(%rdi), %ecx			/* PCI config and reset control */
-	cmp $8, %ecx
-	jb 1f
-	xor %eax, %eax
-1:	ret
+#include "lib/skip.inc"
 
 /* mmio_skip(edi = address) -> eax = 1 for the virtio windows, IOAPIC, LAPIC. */
 mmio_skip:

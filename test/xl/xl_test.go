@@ -714,7 +714,7 @@ func TestCreatePaused(t *testing.T) {
 	if o := e.mustRun("list", "p"); !strings.Contains(o, "--p---") {
 		t.Errorf("xl list after create -p lacks state p:\n%s", o)
 	}
-	// The monitor mirrors the console into console.log from the start.
+	// The hv copies the console into console.log from the start.
 	conLog := filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "console.log")
 	time.Sleep(300 * time.Millisecond)
 	if b, _ := os.ReadFile(conLog); bytes.Contains(b, []byte("XTF")) {
