@@ -7,11 +7,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/kernels/kformat"
@@ -240,5 +243,93 @@ func TestReadHost(t *testing.T) {
 	}
 	if h.TotalMiB <= 0 || h.FreeMiB <= 0 || h.FreeMiB > h.TotalMiB || h.CPUs < 1 {
 		t.Errorf("host %+v", h)
+	}
+}
+
+// within fails the test if f has not returned after 5 s: a FIFO that
+// blocks the open is one of the bugs these tests are for.
+func within(t *testing.T, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("still blocked after 5 s")
+		return nil
+	}
+}
+
+// Kernel, ramdisk and disks that are not files, or too big, are refused
+// quickly, each naming the file and the rule, and nothing is read from
+// them: no hang on a FIFO, no endless read of /dev/zero.
+func TestCheckRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	k := writeFile(t, dir, "vmlinuz", fakeBzImage(0x020f, 1))
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sparse := filepath.Join(dir, "initrd.img")
+	if err := os.WriteFile(sparse, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sparse, 4<<30); err != nil {
+		t.Fatal(err)
+	}
+	hv := build("1.2.0", "x")
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // check, rule and file, as the refusal prints them
+	}{
+		{"kernel-zero", Config{Kernel: "/dev/zero"}, "(kernel, rule regular-file): /dev/zero: a character device"},
+		{"kernel-fifo", Config{Kernel: fifo}, "(kernel, rule regular-file): " + fifo + ": a FIFO"},
+		{"kernel-proc", Config{Kernel: "/proc/self/mem"}, "(kernel, rule regular-file): /proc/self/mem: on proc"},
+		{"ramdisk-zero", Config{Kernel: k, Ramdisk: "/dev/zero"}, "(ramdisk, rule regular-file): /dev/zero: a character device"},
+		{"ramdisk-fifo", Config{Kernel: k, Ramdisk: fifo}, "(ramdisk, rule regular-file): " + fifo + ": a FIFO"},
+		{"ramdisk-sparse", Config{Kernel: k, Ramdisk: sparse}, "(ramdisk, rule size): " + sparse + ": 4294967296 bytes, over the limit of 32 MiB"},
+		{"disk-null", Config{Kernel: k, Disks: []Disk{{Target: "/dev/null", Vdev: "xvda"}}}, "(disk, rule disk-type): /dev/null: a character device"},
+		{"disk-zero-ro", Config{Kernel: k, Disks: []Disk{{Target: "/dev/zero", Vdev: "xvda", ReadOnly: true}}}, "(disk, rule disk-type): /dev/zero: a character device"},
+		{"disk-fifo-ro", Config{Kernel: k, Disks: []Disk{{Target: fifo, Vdev: "xvda", ReadOnly: true}}}, "(disk, rule disk-type): " + fifo + ": a FIFO"},
+		{"disk-proc-mem", Config{Kernel: k, Disks: []Disk{{Target: "/proc/self/mem", Vdev: "xvda"}}}, "(disk, rule disk-type): /proc/self/mem: on proc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.MemoryMiB, cfg.VCPUs, cfg.Interface = 32, 1, "1.2"
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := within(t, func() error { _, err := Check(&cfg, CheckOptions{Build: hv, Host: bigHost}); return err })
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want %q", err, tc.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+				t.Errorf("allocated %d bytes to refuse", alloc)
+			}
+		})
+	}
+}
+
+// The ramdisk limit is the guest's RAM: the same file fits a bigger
+// guest.
+func TestRamdiskLimitIsGuestRAM(t *testing.T) {
+	dir := t.TempDir()
+	k := writeFile(t, dir, "vmlinuz", fakeBzImage(0x020f, 1))
+	rd := writeFile(t, dir, "initrd", nil)
+	if err := os.Truncate(rd, 17<<20); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Kernel: k, Ramdisk: rd, MemoryMiB: 16, VCPUs: 1, Interface: "1.2"}
+	if _, err := Check(cfg, CheckOptions{Build: build("1.2.0", "x"), Host: bigHost}); err == nil || !strings.Contains(err.Error(), "rule size") {
+		t.Errorf("17 MiB ramdisk, 16 MiB guest: %v", err)
+	}
+	cfg.MemoryMiB = 32
+	if _, err := Check(cfg, CheckOptions{Build: build("1.2.0", "x"), Host: bigHost}); err != nil {
+		t.Errorf("17 MiB ramdisk, 32 MiB guest: %v", err)
+	}
+	if got := RamdiskLimit(&Config{MemoryMiB: abi.MaxMemoryMiB}); got != 1<<30 {
+		t.Errorf("limit for the largest guest: %d, want the 1 GiB cap", got)
 	}
 }
