@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/xeno-hv/xeno/builder/manifest"
@@ -60,6 +61,9 @@ type Plan struct {
 	HV       string        `json:"hv_release"`
 	Checks   []CheckResult `json:"checks"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// Host is the reading the checks used. Reserve checks the new
+	// domain's memory against it and the domains already there.
+	Host Host `json:"-"`
 	// Unchecked is the test-only bypass of the interface check: the
 	// toolstack records the decision but does not refuse on it.
 	Unchecked bool `json:"unchecked_interface,omitempty"`
@@ -97,7 +101,7 @@ type CheckOptions struct {
 // Plan even on refusal, so that xl create -n can show every result; the
 // error is a *Refusal.
 func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
-	p := &Plan{Config: cfg, HV: opt.Build.Release.String(), Unchecked: opt.Unchecked}
+	p := &Plan{Config: cfg, HV: opt.Build.Release.String(), Unchecked: opt.Unchecked, Host: opt.Host}
 	var first error
 	add := func(check string, err error, okDetail string) {
 		if err != nil {
@@ -182,6 +186,62 @@ func checkHost(cfg *Config, h Host) error {
 		return &Refusal{Check: "host", Rule: "vcpus-fit", Msg: fmt.Sprintf("vcpus = %d but the host has %d CPUs", cfg.VCPUs, h.CPUs)}
 	}
 	return nil
+}
+
+// checkMemoryLeft refuses a domain whose memory does not fit beside the
+// domains already there (checkHost sees one domain alone). MemAvailable
+// already counts what their hvs have touched, so each domain still owes
+// its memory less its hv's resident size; one being created owes all of
+// it. A host that was not read (FreeMiB 0) is not checked.
+func checkMemoryLeft(cfg *Config, h Host, doms []*Record) error {
+	if h.FreeMiB <= 0 {
+		return nil
+	}
+	var owed int64
+	var ids []string
+	for _, r := range doms {
+		if r.Config == nil {
+			continue
+		}
+		switch {
+		case r.HVAlive():
+			owed += max(0, r.Config.MemoryMiB-residentMiB(r.HVPid))
+		case r.State == StateCreating:
+			owed += r.Config.MemoryMiB
+		default:
+			continue
+		}
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	left := h.FreeMiB - owed
+	if cfg.MemoryMiB <= left {
+		return nil
+	}
+	msg := fmt.Sprintf("memory = %d MiB but the host has %d MiB available (MemAvailable in /proc/meminfo)", cfg.MemoryMiB, h.FreeMiB)
+	if len(ids) > 0 {
+		noun := "domain"
+		if len(ids) > 1 {
+			noun = "domains"
+		}
+		msg = fmt.Sprintf("memory = %d MiB but only %d MiB are left: the host has %d MiB available (MemAvailable in /proc/meminfo, MemTotal %d MiB), less %d MiB that %s %s may still take",
+			cfg.MemoryMiB, max(left, 0), h.FreeMiB, h.TotalMiB, owed, noun, strings.Join(ids, ", "))
+	}
+	return &Refusal{Check: "host", Rule: "memory-fits", Msg: msg}
+}
+
+// residentMiB is the resident memory of process pid, 0 if unknown: the
+// domain then owes its whole memory.
+func residentMiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize()) >> 20
 }
 
 // fileRefusal is the refusal for a hostfile error about path, with the

@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -331,5 +333,89 @@ func TestRamdiskLimitIsGuestRAM(t *testing.T) {
 	}
 	if got := RamdiskLimit(&Config{MemoryMiB: abi.MaxMemoryMiB}); got != 1<<30 {
 		t.Errorf("limit for the largest guest: %d, want the 1 GiB cap", got)
+	}
+}
+
+// The memory check counts the domains already there: five domains of
+// 20000 MiB each were all accepted on a 24 GiB host.
+func TestReserveCountsEveryDomainsMemory(t *testing.T) {
+	withMem := func(name string, mib int64, h Host) *Plan {
+		p := plan(name)
+		p.Config.MemoryMiB, p.Host = mib, h
+		return p
+	}
+	refused := func(t *testing.T, err error, want ...string) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		for _, w := range append(want, "rule memory-fits") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q lacks %q", err, w)
+			}
+		}
+	}
+	// The host: the second domain no longer fits.
+	ts := newToolstack(t)
+	small := Host{TotalMiB: 24105, FreeMiB: 23404, CPUs: 2}
+	a, err := ts.Reserve(withMem("a", 20000, small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ts.Reserve(withMem("b", 20000, small))
+	refused(t, err, "memory = 20000 MiB but only 3404 MiB are left", "23404 MiB available", "MemTotal 24105 MiB", fmt.Sprintf("less 20000 MiB that domain %d may still take", a.ID))
+
+	// A host with room for four: the fifth is refused, and the refusal
+	// names the numbers.
+	ts = newToolstack(t)
+	big := Host{TotalMiB: 100000, FreeMiB: 96000, CPUs: 2}
+	var ids []string
+	for _, n := range []string{"d1", "d2", "d3", "d4"} {
+		r, err := ts.Reserve(withMem(n, 20000, big))
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	_, err = ts.Reserve(withMem("d5", 20000, big))
+	refused(t, err, "only 16000 MiB are left", "less 80000 MiB that domains "+strings.Join(ids, ", ")+" may still take")
+	if recs, _ := ts.State.Records(); len(recs) != 4 {
+		t.Errorf("the refusal left %d records, want 4", len(recs))
+	}
+
+	// What a running hv has touched is already gone from MemAvailable: a
+	// running domain owes only the rest. This test process stands in for
+	// their hvs.
+	recs, err := ts.State.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	if residentMiB(self) < 1 {
+		t.Fatalf("resident size of this process: %d MiB", residentMiB(self))
+	}
+	for _, r := range recs {
+		r.State, r.HVPid, r.HVStart = StateRunning, self, procStart(self)
+		if err := ts.State.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ts.Reserve(withMem("d5", 16001, big)); err != nil {
+		t.Errorf("16001 MiB beside four running domains that touched some of theirs: %v", err)
+	}
+
+	// A stopped, preserved domain holds nothing.
+	recs, _ = ts.State.Records()
+	for _, r := range recs {
+		r.State, r.HVPid, r.HVStart = StateShutdown, 0, 0
+		ts.State.Save(r)
+	}
+	if _, err := ts.Reserve(withMem("d6", 90000, big)); err != nil {
+		t.Errorf("90000 MiB beside preserved domains only: %v", err)
+	}
+	// A plan with no host reading (as in tests that build one by hand) is
+	// not checked.
+	if _, err := ts.Reserve(withMem("d7", 1<<20, Host{})); err != nil {
+		t.Errorf("no host reading: %v", err)
 	}
 }
