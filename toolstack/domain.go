@@ -51,6 +51,7 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	var live []*Record
 	for _, r := range recs {
 		if r.State == StateCreating && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
 			// A create that died before its monitor took over.
@@ -60,6 +61,12 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 		if r.Name == p.Config.Name {
 			return nil, fmt.Errorf("toolstack: domain %q already exists (ID %d)", r.Name, r.ID)
 		}
+		live = append(live, r)
+	}
+	// Under the lock, so that concurrent creates cannot each take the
+	// same memory.
+	if err := checkMemoryLeft(p.Config, p.Host, live); err != nil {
+		return nil, err
 	}
 	id, err := t.State.nextID()
 	if err != nil {

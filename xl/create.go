@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/toolstack"
 	"github.com/xeno-hv/xeno/toolstack/xlcfg"
@@ -21,9 +22,11 @@ const commandLine = "command line"
 // loadConfig parses CFG and the KEY=VALUE overrides (each one an xl.cfg
 // line applied after the file, as xl create does) and resolves it.
 func loadConfig(io IO, path string, overrides []string) (*toolstack.Config, error) {
-	src, err := os.ReadFile(path)
+	// A FIFO or /dev/zero as the config must neither hang nor fill
+	// memory: only a regular file under the cap is read.
+	src, err := hostfile.ReadRegular(path, hostfile.MaxConfig)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c, err := xlcfg.Parse(path, src)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/toolstack"
 )
@@ -261,5 +263,46 @@ func TestInfoFallback(t *testing.T) {
 	}
 	if !strings.Contains(o, "hv_build_id            : "+b.BuildID+"\n") || !strings.Contains(o, "hv_version             : "+b.Release.String()+"\n") {
 		t.Errorf("fallback is not xl's own stamp:\n%s", o)
+	}
+}
+
+// xl create reads its config only if it is a regular file under the cap:
+// /dev/zero made it read without end, a FIFO made it wait forever.
+func TestCreateRefusesConfigThatIsNoFile(t *testing.T) {
+	t.Setenv("XENO_STATE_DIR", t.TempDir())
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "g.cfg")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.cfg")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/dev/zero": "xl create: config: /dev/zero: a character device, not a regular file",
+		fifo:        "xl create: config: " + fifo + ": a FIFO, not a regular file",
+		big:         "xl create: config: " + big + ": 1073741824 bytes, over the limit of 1 MiB",
+	} {
+		type result struct {
+			stderr string
+			code   int
+		}
+		done := make(chan result, 1)
+		go func() {
+			_, e, code := run("create", "-n", path)
+			done <- result{e, code}
+		}()
+		select {
+		case r := <-done:
+			if r.code != 1 || !strings.Contains(r.stderr, want) {
+				t.Errorf("%s: exit %d, %q; want %q", path, r.code, r.stderr, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("xl create %s: still running after 5 s", path)
+		}
 	}
 }
