@@ -53,7 +53,8 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 	}
 	for _, r := range recs {
 		if r.State == StateCreating && r.Restarts == 0 && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
-			// A create that died before its monitor took over.
+			// A create that died before its monitor took over. (A
+			// restart whose monitor died is an orphan, adopted.)
 			_ = t.State.Remove(r.ID)
 			continue
 		}
