@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 // A recipe is input, not code: it may read host files only from its own
@@ -88,26 +88,20 @@ func (r *Recipe) confinedOpen(key, value string) (*os.File, error) {
 	if !r.inRoots(roots, real, true) {
 		return nil, outside(fmt.Sprintf("is a symlink to %s, outside", real))
 	}
-	// O_NOFOLLOW: real has no symlinks, so one there now was swapped in.
-	// O_NONBLOCK: a FIFO must not hang the build; it is refused below.
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, r.Errorf(key, "source %q: %v", value, errors.Unwrap(err))
+	// hostfile refuses, before any read, what is not a regular file (a
+	// FIFO cannot hang the build) or is over the limit.
+	f, _, err := hostfile.OpenRegular(real, MaxFileSize)
+	switch {
+	case errors.Is(err, hostfile.ErrTooLarge):
+		return nil, r.Errorf(key, "source %q is more than the limit of %d bytes", value, MaxFileSize)
+	case errors.Is(err, hostfile.ErrNotRegular), errors.Is(err, hostfile.ErrPseudo):
+		return nil, r.Errorf(key, "source %q is not a regular file: %v", value, err)
+	case err != nil:
+		return nil, r.Errorf(key, "source %q: %v", value, err)
 	}
 	opened, err := openedPath(f, real)
 	if err == nil && !r.inRoots(roots, opened, true) {
 		err = outside(fmt.Sprintf("was swapped for %s, outside", opened))
-	}
-	var st fs.FileInfo
-	if err == nil {
-		st, err = f.Stat()
-	}
-	switch {
-	case err != nil:
-	case !st.Mode().IsRegular():
-		err = r.Errorf(key, "source %q is not a regular file", value)
-	case st.Size() > MaxFileSize:
-		err = r.Errorf(key, "source %q is %d bytes, more than the limit of %d", value, st.Size(), MaxFileSize)
 	}
 	if err != nil {
 		f.Close()

@@ -65,7 +65,7 @@ func TestSourceConfinedToRecipeDir(t *testing.T) {
 		{"absolute path", secret, "is an absolute path outside the recipe's directory"},
 		{"absolute /etc/shadow", "/etc/shadow", "is an absolute path outside the recipe's directory"},
 		{"symlink leading out", "link", "is a symlink to " + secret},
-		{"fifo", "fifo", "is not a regular file"},
+		{"fifo", "fifo", "is not a regular file: "},
 		{"directory", "sub", "is not a regular file"},
 		{"missing", "nope", "no such file"},
 	}
