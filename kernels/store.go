@@ -19,6 +19,7 @@ import (
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/internal/atomicfile"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
@@ -504,7 +505,9 @@ func (s *Store) ImportBzImage(path string) (*Kernel, error) {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	in, err := os.Open(path)
+	// A FIFO or /dev/zero named as the kernel is refused, not waited on
+	// or read without end.
+	in, _, err := hostfile.OpenRegular(path, maxBzImage)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}

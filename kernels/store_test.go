@@ -13,12 +13,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 	"github.com/xeno-hv/xeno/kernels/kformat"
+	"golang.org/x/sys/unix"
 )
 
 type pinned struct {
@@ -540,4 +542,33 @@ func TestImportChecksWholeImage(t *testing.T) {
 			t.Errorf("intact bzImage refused: %v", err)
 		}
 	})
+}
+
+// A FIFO or a device named as the bzImage is refused at once: the import
+// neither waits for a writer nor reads /dev/zero without end.
+func TestImportBzImageRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := kernels.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{fifo: "a FIFO, not a regular file", "/dev/zero": "a character device, not a regular file"} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.ImportBzImage(path)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("import %s: %v, want %q", path, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("import %s still runs after 10 s", path)
+		}
+	}
 }
