@@ -39,6 +39,9 @@ type Result struct {
 
 // build is the state of one Build.
 type build struct {
+	// ctx is Build's: cancelled by SIGINT or SIGTERM, it stops the step
+	// running (its child processes are killed) and the build.
+	ctx     context.Context
 	o       Options
 	t       *target
 	r       *recipes.Recipe
@@ -60,8 +63,10 @@ type step struct {
 	run  func() error
 }
 
-// Build builds the recipe's outputs into o.OutDir.
-func Build(o Options) (*Result, error) {
+// Build builds the recipe's outputs into o.OutDir. Cancelling ctx stops
+// it, and it removes its staging directory; it also removes those that
+// builds which are gone left in o.OutDir.
+func Build(ctx context.Context, o Options) (*Result, error) {
 	t, err := resolve(o)
 	if err != nil {
 		return nil, err
@@ -76,7 +81,17 @@ func Build(o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	b := &build{t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}}
+	stale, err := removeStale(o.OutDir)
+	for dir, pid := range stale {
+		if pid == "" {
+			pid = "unknown"
+		}
+		o.logf("build: removed %s, left by a build that is gone (pid %s)", dir, pid)
+	}
+	if err != nil {
+		o.logf("build: %v", err)
+	}
+	b := &build{ctx: ctx, t: t, r: r, files: map[string]images.File{}, boot: map[string][]byte{}}
 	steps := []step{
 		{"fetch and verify packages", b.fetch},
 		{"compile Go programs", b.tree},
@@ -96,15 +111,27 @@ func Build(o Options) (*Result, error) {
 	}
 	// Everything is written into a staging directory first and renamed
 	// into OutDir at the end: a failed build leaves no output behind.
-	if b.stage, err = os.MkdirTemp(o.OutDir, ".xeno-build-"); err != nil {
-		return nil, fmt.Errorf("builder: %w", err)
+	stage, release, err := newStage(o.OutDir)
+	if err != nil {
+		return nil, err
 	}
+	b.stage = stage
+	defer release()
 	defer os.RemoveAll(b.stage)
 	for _, s := range steps {
+		if err := context.Cause(ctx); err != nil {
+			return nil, fmt.Errorf("build interrupted before %q (%w); removed %s", s.name, err, b.stage)
+		}
 		b.prog.step(s.name)
 		if err := s.run(); err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return nil, fmt.Errorf("build interrupted during %q (%w); removed %s", s.name, cause, b.stage)
+			}
 			return nil, err
 		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("build interrupted (%w); removed %s", err, b.stage)
 	}
 	return b.finish()
 }
@@ -278,7 +305,7 @@ func (b *build) fetchKernel() (*kernels.Kernel, error) {
 	}
 	// Fetching through debs first verifies the .deb against the pin before
 	// the store unpacks anything from it.
-	if _, _, err := debs.Fetch(b.o.CacheDir, r.Kernel.Name(), r.Kernel.Version, r.Kernel.SHA256); err != nil {
+	if _, _, err := debs.FetchContext(b.ctx, b.o.CacheDir, r.Kernel.Name(), r.Kernel.Version, r.Kernel.SHA256); err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.sha256"), err)
 	}
 	if r.Kernel.Source != "" {
@@ -316,7 +343,7 @@ func (b *build) buildKernel(store *kernels.Store) (*kernels.Kernel, error) {
 			b.o.logf("build: kernel: %s: %d%%", what, pct*10)
 		}
 	}
-	k, err := store.Build(context.Background(), spec)
+	k, err := store.Build(b.ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.source"), err)
 	}
@@ -331,25 +358,57 @@ func (b *build) buildKernel(store *kernels.Store) (*kernels.Kernel, error) {
 // its config and patches from the source tree at root, built for the
 // interface iface.
 func KernelSpec(r *recipes.Recipe, root string, iface abi.Interface) (kernels.BuildSpec, error) {
+	config, err := inTree(r, "kernel.config", root, r.Kernel.Config)
+	if err != nil {
+		return kernels.BuildSpec{}, err
+	}
 	spec := kernels.BuildSpec{
 		Source: r.Kernel.Source, SourceVersion: r.Kernel.Version, SourceSHA256: r.Kernel.SHA256,
-		Config:    filepath.Join(root, filepath.FromSlash(r.Kernel.Config)),
+		Config:    config,
 		Interface: iface.Short(), BuildID: iface.BuildID, Epoch: r.Epoch,
 	}
 	if r.Kernel.Patches != "" {
-		p, err := kernels.SortedPatches(filepath.Join(root, filepath.FromSlash(r.Kernel.Patches)))
+		dir, err := inTree(r, "kernel.patches", root, r.Kernel.Patches)
+		if err != nil {
+			return spec, err
+		}
+		p, err := kernels.SortedPatches(dir)
 		if err != nil {
 			return spec, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.patches"), err)
 		}
 		if len(p) == 0 {
 			return spec, fmt.Errorf("%s:%d: no *.patch in %s", r.Path, r.Line("kernel.patches"), r.Kernel.Patches)
 		}
+		for i, f := range p {
+			if p[i], err = inTree(r, "kernel.patches", root, filepath.ToSlash(filepath.Join(r.Kernel.Patches, filepath.Base(f)))); err != nil {
+				return spec, err
+			}
+		}
 		spec.Patches = p
 	}
-	if _, err := os.Stat(spec.Config); err != nil {
-		return spec, fmt.Errorf("%s:%d: %w", r.Path, r.Line("kernel.config"), err)
-	}
 	return spec, nil
+}
+
+// inTree resolves rel, a clean relative path the recipe names in the
+// source tree at root (validated by recipes.Parse), with its symlinks,
+// and refuses it at key's line if it leads out of the tree: the kernel
+// build reads it, and its bytes end up in the build's log and outputs.
+// It returns rel's path under root.
+func inTree(r *recipes.Recipe, key, root, rel string) (string, error) {
+	top, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("builder: source tree %s: %w", root, err)
+	}
+	name := filepath.Join(root, filepath.FromSlash(rel))
+	p, err := filepath.EvalSymlinks(name)
+	if err != nil {
+		return "", fmt.Errorf("%s:%d: %w", r.Path, r.Line(key), err)
+	}
+	if rp, err := filepath.Rel(top, p); err != nil || !filepath.IsLocal(rp) {
+		return "", r.Errorf(key, "%q is a symlink to %s, outside the source tree %s", rel, p, top)
+	}
+	// The name, not p: a patch's file name is its name in the manifest.
+	return name, nil
 }
 
 // packages fetches every [[packages]] entry and takes its paths.
@@ -357,7 +416,7 @@ func (b *build) packages() error {
 	r := b.r
 	for i, p := range r.Packages {
 		key := fmt.Sprintf("packages.%d", i)
-		file, sum, err := debs.Fetch(b.o.CacheDir, p.Name, p.Version, p.SHA256)
+		file, sum, err := debs.FetchContext(b.ctx, b.o.CacheDir, p.Name, p.Version, p.SHA256)
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", r.Path, r.Line(key+".sha256"), err)
 		}
@@ -491,7 +550,7 @@ func (b *build) busyboxLinks(r *recipes.Recipe, key, dest string) error {
 	tmp.Chmod(0o755)
 	tmp.Close()
 	// busybox picks the applet from argv[0], so it must be called busybox.
-	cmd := exec.Command(tmp.Name(), "--list-full")
+	cmd := exec.CommandContext(b.ctx, tmp.Name(), "--list-full")
 	cmd.Args[0] = "busybox"
 	out, err := cmd.Output()
 	if err != nil {
@@ -526,16 +585,11 @@ func (b *build) recipeFiles() error {
 		data := []byte(f.Contents)
 		name := "inline:" + f.Path
 		if f.Source != "" {
-			src := r.SourcePath(f)
-			st, err := os.Stat(src)
-			if err != nil {
-				return fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), err)
-			}
-			if st.Size() > recipes.MaxFileSize {
-				return fmt.Errorf("%s:%d: source %s is %d bytes, more than the limit of %d", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), f.Source, st.Size(), recipes.MaxFileSize)
-			}
-			if data, err = os.ReadFile(src); err != nil {
-				return fmt.Errorf("%s:%d: %w", r.Path, r.Line(fmt.Sprintf("files.%d.source", i)), err)
+			// Judged again here, not only at load: the path may have
+			// been swapped for a symlink since.
+			var err error
+			if data, err = r.ReadSource(i); err != nil {
+				return err
 			}
 			name = f.Source
 		}

@@ -107,7 +107,7 @@ func (b *build) compileGo(pkg string) (data []byte, cached bool, err error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "out")
-	if _, err := run(b.t.root, goEnv(), "go", "build", "-trimpath", "-buildvcs=false",
+	if _, err := runContext(b.ctx, b.t.root, goEnv(), "go", "build", "-trimpath", "-buildvcs=false",
 		"-ldflags", b.t.ldflags(), "-o", out, pkg); err != nil {
 		return nil, false, fmt.Errorf("builder: compiling %s: %w", pkg, err)
 	}

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,10 @@ type Options struct {
 	// Changeset overrides `git rev-parse HEAD` of SrcDir (a snapshot has
 	// no .git).
 	Changeset string
+	// AllowHostPaths are host directories [[files]] sources may come
+	// from besides the recipe's own directory tree: the operator's
+	// opt-in (--allow-host-path), never the recipe's.
+	AllowHostPaths []string
 }
 
 // target is what a recipe resolves to before anything is fetched.
@@ -48,7 +53,7 @@ type target struct {
 const InitPinnedVar = "github.com/xeno-hv/xeno/initd.pinned"
 
 func resolve(o Options) (*target, error) {
-	r, err := recipes.LoadFile(o.Recipe)
+	r, err := recipes.LoadFile(o.Recipe, o.AllowHostPaths...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +142,12 @@ func ModuleRoot(dir string) (string, error) {
 }
 
 func run(dir string, env []string, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
+	return runContext(context.Background(), dir, env, name, args...)
+}
+
+// runContext is run, killing the command when ctx is done.
+func runContext(ctx context.Context, dir string, env []string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	if env != nil {
 		cmd.Env = env

@@ -2,6 +2,7 @@ package debs
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -34,6 +35,11 @@ var ErrApt = errors.New("apt-get download failed")
 // error naming the file and both hashes, never a silent download. An
 // empty version means apt's candidate version.
 func Fetch(cacheDir, name, version, wantSHA256 string) (path string, sha string, err error) {
+	return FetchContext(context.Background(), cacheDir, name, version, wantSHA256)
+}
+
+// FetchContext is Fetch, killing apt-get when ctx is done.
+func FetchContext(ctx context.Context, cacheDir, name, version, wantSHA256 string) (path string, sha string, err error) {
 	if name == "" || strings.ContainsAny(name, "=/ \t\n") || strings.HasPrefix(name, "-") {
 		return "", "", fmt.Errorf("debs: bad package name %q", name)
 	}
@@ -61,7 +67,7 @@ func Fetch(cacheDir, name, version, wantSHA256 string) (path string, sha string,
 	// apt downloads as the _apt user when it can; a temp dir it may
 	// write to avoids the "unsandboxed" warning when we run as root.
 	_ = os.Chmod(tmp, 0o777)
-	cmd := exec.Command("apt-get", "download", "-q", name+"="+version)
+	cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", name+"="+version)
 	cmd.Dir = tmp
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out bytes.Buffer

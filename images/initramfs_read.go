@@ -6,11 +6,12 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 // maxReadEntries bounds how far ReadInitramfsFile looks, so that a hostile
@@ -24,7 +25,9 @@ const maxReadEntries = 1 << 20
 // Errors name neither the package nor file: the caller says which
 // ramdisk it was reading, and why.
 func ReadInitramfsFile(file, name string, limit int64) ([]byte, error) {
-	f, err := os.Open(file)
+	// A FIFO or device here would block or read forever: only a regular
+	// file of a size an initramfs can have is looked into.
+	f, _, err := hostfile.OpenRegular(file, hostfile.MaxInitrd)
 	if err != nil {
 		return nil, err
 	}

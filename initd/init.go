@@ -32,9 +32,11 @@ func Main() {
 		// First thing, so the hv's boot timer measures kernel time only.
 		ports.Outb(abi.PortBootTimer, 1)
 	}
+	merr := mountAll()
+	quietConsole()
 	fmt.Fprintln(out, "xeno-init: started")
-	if err := mountAll(); err != nil {
-		fmt.Fprintln(out, "xeno-init:", err)
+	if merr != nil {
+		fmt.Fprintln(out, "xeno-init:", merr)
 	}
 	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err != nil {
 		// No console was open: open the one devtmpfs provides.
@@ -133,6 +135,26 @@ func Main() {
 	code := runReaping(out, argv)
 	fmt.Fprintf(out, "xeno-init: %s exited (%s); powering off\n", argv[0], code)
 	off()
+}
+
+// consoleLevel is the console loglevel xeno-init sets: warnings and
+// worse still reach the console, as do oopses and panics.
+const consoleLevel = 5
+
+// quietConsole keeps the kernel's informational messages off the console
+// from here on (dmesg keeps them all): printk writes between any two bytes
+// of a process's output, and a late "clocksource: Switched to ..." broke
+// xeno-init's and the recipe's lines in two. A command line that asks for
+// kernel messages (loglevel=, debug, ignore_loglevel) keeps them.
+func quietConsole() {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "loglevel=") || f == "debug" || f == "ignore_loglevel" {
+			return
+		}
+	}
+	const syslogActionConsoleLevel = 8 // syslog(2): the level is the third argument
+	unix.Syscall(unix.SYS_SYSLOG, syslogActionConsoleLevel, 0, consoleLevel)
 }
 
 func mountAll() error {

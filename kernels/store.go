@@ -19,6 +19,7 @@ import (
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/internal/atomicfile"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
@@ -504,7 +505,9 @@ func (s *Store) ImportBzImage(path string) (*Kernel, error) {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	in, err := os.Open(path)
+	// A FIFO or /dev/zero named as the kernel is refused, not waited on
+	// or read without end.
+	in, _, err := hostfile.OpenRegular(path, maxBzImage)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
 	}
@@ -525,11 +528,17 @@ func (s *Store) ImportBzImage(path string) (*Kernel, error) {
 	return s.commit(tmp, k)
 }
 
-// describe parses the bzImage at p (name is for errors) into a Kernel.
+// describe checks the bzImage at p (name is for errors) whole and
+// parses it into a Kernel.
 func describe(p, name string) (*Kernel, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("kernels: %w", err)
+	}
+	// The store keeps whole kernels only: a truncated or bit-flipped one
+	// is refused here with the reason, not found out at boot.
+	if _, _, err := kformat.CheckImage(b); err != nil {
+		return nil, fmt.Errorf("kernels: %s: %w", name, err)
 	}
 	k, _, err := Describe(b)
 	if err != nil {

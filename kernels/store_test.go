@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,12 +13,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xeno-hv/xeno/debs"
 	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/kernels/kerneltest"
 	"github.com/xeno-hv/xeno/kernels/kformat"
+	"golang.org/x/sys/unix"
 )
 
 type pinned struct {
@@ -440,5 +444,131 @@ func TestConcurrentImport(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{".lock", k0.SHA256}) {
 		t.Errorf("store holds %v", names)
+	}
+}
+
+// Import checks the whole image, not only its header: a copy truncated by
+// one byte, copies with flipped payload bits and copies whose header
+// sizes disagree with the file are refused with the reason. Where a test
+// rewrites the image's CRC32 trailer to match, the check behind it
+// (sizes, the payload's own checksum, the ELF, init_size) has to catch
+// the damage on its own.
+func TestImportChecksWholeImage(t *testing.T) {
+	le := binary.LittleEndian
+	fixCRC := func(b []byte) []byte {
+		le.PutUint32(b[len(b)-4:], ^crc32.ChecksumIEEE(b[:len(b)-4]))
+		return b
+	}
+	flip := func(b []byte, off int) []byte {
+		c := bytes.Clone(b)
+		c[off] ^= 0x10
+		return c
+	}
+	put32 := func(b []byte, off int, f func(uint32) uint32) []byte {
+		c := bytes.Clone(b)
+		le.PutUint32(c[off:], f(le.Uint32(c[off:])))
+		return c
+	}
+	try := func(t *testing.T, s *kernels.Store, dir, name string, b []byte, want string) {
+		t.Helper()
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		k, err := s.ImportBzImage(p)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: import gave %v, %v\nwant an error naming %s and %q", name, k, err, p, want)
+		}
+	}
+	setup := func(t *testing.T, k *kernels.Kernel) ([]byte, *kformat.SetupHeader, *kernels.Store, string) {
+		bz, err := k.BzImage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := kformat.ParseSetupHeader(bz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		s, err := kernels.Open(filepath.Join(dir, "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bz, h, s, dir
+	}
+
+	t.Run("lz4 6.1", func(t *testing.T) {
+		bz, h, s, dir := setup(t, kerneltest.Kernel(t, kerneltest.Cloud56, kerneltest.Cloud56Version))
+		start := h.SetupLen() + int(h.PayloadOffset)
+		end := start + int(h.PayloadLength)
+		try(t, s, dir, "truncated by one byte", bz[:len(bz)-1], "the header declares")
+		for _, off := range []int{start + 64, (start + end) / 2, end - 64} {
+			try(t, s, dir, fmt.Sprintf("payload bit flipped at %#x", off), flip(bz, off), "image CRC32")
+		}
+		try(t, s, dir, "setup code bit flipped", flip(bz, 0x400), "image CRC32")
+		try(t, s, dir, "syssize one more", fixCRC(put32(bz, 0x1f4, func(v uint32) uint32 { return v + 1 })), "the header declares")
+		try(t, s, dir, "syssize 0", fixCRC(put32(bz, 0x1f4, func(uint32) uint32 { return 0 })), "syssize is 0")
+		try(t, s, dir, "setup_sects one more", fixCRC(flip(bz, 0x1f1)), "truncated")
+		try(t, s, dir, "payload_length past the image", fixCRC(put32(bz, 0x24c, func(v uint32) uint32 { return v + uint32(len(bz)-end) + 16 })), "beyond")
+		try(t, s, dir, "payload_length short", fixCRC(put32(bz, 0x24c, func(v uint32) uint32 { return v - 4096 })), "lz4 payload")
+		try(t, s, dir, "payload_offset moved", fixCRC(put32(bz, 0x248, func(v uint32) uint32 { return v + 1 })), "payload")
+		try(t, s, dir, "init_size too small", fixCRC(put32(bz, 0x260, func(uint32) uint32 { return 1 << 20 })), "init_size")
+		if list, err := s.List(); err != nil || len(list) != 0 {
+			t.Errorf("store after refused imports: %v %v", list, err)
+		}
+		p := filepath.Join(dir, "intact")
+		if err := os.WriteFile(p, bz, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ImportBzImage(p); err != nil {
+			t.Errorf("intact bzImage refused: %v", err)
+		}
+	})
+
+	// zstd carries its own checksum: bit flips in the payload are found
+	// by decompression even with the image CRC made to match.
+	t.Run("zstd 6.12", func(t *testing.T) {
+		bz, h, s, dir := setup(t, kerneltest.Kernel(t, kerneltest.Cloud612, kerneltest.Cloud612Version))
+		start := h.SetupLen() + int(h.PayloadOffset)
+		end := start + int(h.PayloadLength)
+		for _, off := range []int{start + 4096, (start + end) / 2, end - 4096} {
+			try(t, s, dir, fmt.Sprintf("payload bit flipped at %#x, CRC fixed", off), fixCRC(flip(bz, off)), "zstd payload")
+		}
+		p := filepath.Join(dir, "intact")
+		if err := os.WriteFile(p, bz, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ImportBzImage(p); err != nil {
+			t.Errorf("intact bzImage refused: %v", err)
+		}
+	})
+}
+
+// A FIFO or a device named as the bzImage is refused at once: the import
+// neither waits for a writer nor reads /dev/zero without end.
+func TestImportBzImageRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := kernels.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{fifo: "a FIFO, not a regular file", "/dev/zero": "a character device, not a regular file"} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.ImportBzImage(path)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("import %s: %v, want %q", path, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("import %s still runs after 10 s", path)
+		}
 	}
 }

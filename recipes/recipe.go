@@ -27,7 +27,7 @@ const (
 // Recipe is one parsed and validated recipe.
 type Recipe struct {
 	Path string `toml:"-"` // the file it was read from
-	Dir  string `toml:"-"` // its directory: [[files]] sources are relative to it
+	Dir  string `toml:"-"` // its directory: [[files]] sources are relative to it, and confined to it
 
 	Name      string `toml:"name"`
 	Epoch     int64  `toml:"epoch"`
@@ -44,6 +44,7 @@ type Recipe struct {
 	Outputs   []Output  `toml:"outputs"`
 
 	lines keyLines
+	allow []hostRoot // host directories the operator admitted besides Dir
 }
 
 // HV pins the hv line: "1.2" (any stable 1.2.x), "1.2.3" or "1.3.0-dev".
@@ -140,8 +141,10 @@ func (r *Recipe) Errorf(key, format string, args ...any) error {
 }
 
 // LoadFile reads, parses and validates the recipe at file, including that
-// every [[files]] source exists and is within MaxFileSize.
-func LoadFile(file string) (*Recipe, error) {
+// every [[files]] source is a regular file within MaxFileSize inside the
+// recipe's directory tree. allow are more host directories the operator
+// admits for sources (xeno build --allow-host-path); a recipe cannot.
+func LoadFile(file string, allow ...string) (*Recipe, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("recipes: %w", err)
@@ -163,31 +166,24 @@ func LoadFile(file string) (*Recipe, error) {
 		return nil, err
 	}
 	r.Dir = filepath.Dir(file)
+	for _, dir := range allow {
+		root, err := newHostRoot(dir)
+		if err != nil {
+			return nil, fmt.Errorf("recipes: allowed host path %s: %w", dir, err)
+		}
+		r.allow = append(r.allow, root)
+	}
 	for i, fl := range r.Files {
 		if fl.Source == "" {
 			continue
 		}
-		key := fmt.Sprintf("files.%d.source", i)
-		st, err := os.Stat(r.SourcePath(fl))
+		src, err := r.confinedOpen(fmt.Sprintf("files.%d.source", i), fl.Source)
 		if err != nil {
-			return nil, r.Errorf(key, "source %q: %v", fl.Source, errors.Unwrap(err))
+			return nil, err
 		}
-		if !st.Mode().IsRegular() {
-			return nil, r.Errorf(key, "source %q is not a regular file", fl.Source)
-		}
-		if st.Size() > MaxFileSize {
-			return nil, r.Errorf(key, "source %q is %d bytes, more than the limit of %d", fl.Source, st.Size(), MaxFileSize)
-		}
+		src.Close()
 	}
 	return r, nil
-}
-
-// SourcePath is where a [[files]] source lives on the host.
-func (r *Recipe) SourcePath(f File) string {
-	if filepath.IsAbs(f.Source) {
-		return f.Source
-	}
-	return filepath.Join(r.Dir, f.Source)
 }
 
 var tomlLine = regexp.MustCompile(`^toml: line (\d+)[^:]*: `)

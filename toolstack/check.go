@@ -1,10 +1,8 @@
 package toolstack
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -13,12 +11,9 @@ import (
 	"github.com/xeno-hv/xeno/builder/manifest"
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
-
-// Limits on what the check reads, so a hostile file cannot make xl
-// allocate without bound.
-const maxKernelSize = 256 << 20
 
 // Refusal is why a domain may not be created. xl prints it and exits
 // non-zero; nothing has been started or recorded when it is returned.
@@ -66,6 +61,9 @@ type Plan struct {
 	HV       string        `json:"hv_release"`
 	Checks   []CheckResult `json:"checks"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// Host is the reading the checks used. Reserve checks the new
+	// domain's memory against it and the domains already there.
+	Host Host `json:"-"`
 	// Unchecked is the test-only bypass of the interface check: the
 	// toolstack records the decision but does not refuse on it.
 	Unchecked bool `json:"unchecked_interface,omitempty"`
@@ -82,31 +80,11 @@ type Host struct {
 // process may run on.
 func ReadHost() (Host, error) {
 	h := Host{CPUs: runtime.NumCPU()}
-	f, err := os.Open("/proc/meminfo")
+	m, err := hostfile.ReadMem()
 	if err != nil {
 		return h, fmt.Errorf("toolstack: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kib, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch fields[0] {
-		case "MemTotal:":
-			h.TotalMiB = kib / 1024
-		case "MemAvailable:":
-			h.FreeMiB = kib / 1024
-		}
-	}
-	if h.TotalMiB == 0 {
-		return h, fmt.Errorf("toolstack: /proc/meminfo has no MemTotal")
-	}
+	h.TotalMiB, h.FreeMiB = m.TotalMiB, m.AvailableMiB
 	return h, nil
 }
 
@@ -123,7 +101,7 @@ type CheckOptions struct {
 // Plan even on refusal, so that xl create -n can show every result; the
 // error is a *Refusal.
 func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
-	p := &Plan{Config: cfg, HV: opt.Build.Release.String(), Unchecked: opt.Unchecked}
+	p := &Plan{Config: cfg, HV: opt.Build.Release.String(), Unchecked: opt.Unchecked, Host: opt.Host}
 	var first error
 	add := func(check string, err error, okDetail string) {
 		if err != nil {
@@ -140,10 +118,10 @@ func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
 	add("kernel", err, detail)
 	add("host", checkHost(cfg, opt.Host), fmt.Sprintf("%d MiB of %d MiB available, %d of %d CPUs", cfg.MemoryMiB, opt.Host.FreeMiB, cfg.VCPUs, opt.Host.CPUs))
 	if cfg.Ramdisk != "" {
-		add("ramdisk", checkReadable("ramdisk", cfg.Ramdisk, false), cfg.Ramdisk)
+		add("ramdisk", checkRamdisk(cfg), cfg.Ramdisk)
 	}
 	for _, d := range cfg.Disks {
-		add("disk "+d.Vdev, checkReadable("disk", d.Target, !d.ReadOnly), d.Target+map[bool]string{true: " (ro)", false: " (rw)"}[d.ReadOnly])
+		add("disk "+d.Vdev, checkDisk(d), d.Target+map[bool]string{true: " (ro)", false: " (rw)"}[d.ReadOnly])
 	}
 
 	guest, from, warn, err := GuestInterface(cfg, opt.Build)
@@ -177,17 +155,9 @@ func CheckKernel(path string) (string, error) {
 	refuse := func(rule, msg string, err error) error {
 		return &Refusal{Check: "kernel", File: path, Rule: rule, Msg: msg, Err: err}
 	}
-	f, err := os.Open(path)
+	b, err := hostfile.ReadRegular(path, hostfile.MaxKernel)
 	if err != nil {
-		return "", refuse("readable", err.Error(), err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKernelSize+1))
-	if err != nil {
-		return "", refuse("readable", err.Error(), err)
-	}
-	if len(b) > maxKernelSize {
-		return "", refuse("size", fmt.Sprintf("larger than %d MiB", maxKernelSize>>20), nil)
+		return "", fileRefusal("kernel", path, err)
 	}
 	h, err := kformat.ParseSetupHeader(b)
 	switch {
@@ -218,23 +188,105 @@ func checkHost(cfg *Config, h Host) error {
 	return nil
 }
 
-func checkReadable(check, path string, write bool) error {
-	flag := os.O_RDONLY
-	if write {
-		flag = os.O_RDWR
+// checkMemoryLeft refuses a domain whose memory does not fit beside the
+// domains already there (checkHost sees one domain alone). MemAvailable
+// already counts what their hvs have touched, so each domain still owes
+// its memory less its hv's resident size; one being created owes all of
+// it. A host that was not read (FreeMiB 0) is not checked.
+func checkMemoryLeft(cfg *Config, h Host, doms []*Record) error {
+	if h.FreeMiB <= 0 {
+		return nil
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	var owed int64
+	var ids []string
+	for _, r := range doms {
+		if r.Config == nil {
+			continue
+		}
+		switch {
+		case r.HVAlive():
+			owed += max(0, r.Config.MemoryMiB-residentMiB(r.HVPid))
+		case r.State == StateCreating:
+			owed += r.Config.MemoryMiB
+		default:
+			continue
+		}
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	left := h.FreeMiB - owed
+	if cfg.MemoryMiB <= left {
+		return nil
+	}
+	msg := fmt.Sprintf("memory = %d MiB but the host has %d MiB available (MemAvailable in /proc/meminfo)", cfg.MemoryMiB, h.FreeMiB)
+	if len(ids) > 0 {
+		noun := "domain"
+		if len(ids) > 1 {
+			noun = "domains"
+		}
+		msg = fmt.Sprintf("memory = %d MiB but only %d MiB are left: the host has %d MiB available (MemAvailable in /proc/meminfo, MemTotal %d MiB), less %d MiB that %s %s may still take",
+			cfg.MemoryMiB, max(left, 0), h.FreeMiB, h.TotalMiB, owed, noun, strings.Join(ids, ", "))
+	}
+	return &Refusal{Check: "host", Rule: "memory-fits", Msg: msg}
+}
+
+// residentMiB is the resident memory of process pid, 0 if unknown: the
+// domain then owes its whole memory.
+func residentMiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
 	if err != nil {
-		return &Refusal{Check: check, File: path, Rule: "readable", Msg: err.Error(), Err: err}
+		return 0
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize()) >> 20
+}
+
+// fileRefusal is the refusal for a hostfile error about path, with the
+// rule it broke.
+func fileRefusal(check, path string, err error) *Refusal {
+	rule := "readable"
+	switch {
+	case errors.Is(err, hostfile.ErrTooLarge):
+		rule = "size"
+	case errors.Is(err, hostfile.ErrNotDisk), check == "disk" && errors.Is(err, hostfile.ErrPseudo):
+		rule = "disk-type"
+	case errors.Is(err, hostfile.ErrNotRegular), errors.Is(err, hostfile.ErrPseudo):
+		rule = "regular-file"
+	}
+	// The refusal names the file already.
+	msg := strings.TrimPrefix(err.Error(), path+": ")
+	return &Refusal{Check: check, File: path, Rule: rule, Msg: msg, Err: err}
+}
+
+// RamdiskLimit is the largest ramdisk a domain of cfg can load: it must
+// fit in the guest's RAM, and under hostfile.MaxInitrd. The hv applies
+// the same limit.
+func RamdiskLimit(cfg *Config) int64 {
+	return min(cfg.MemoryMiB<<20, hostfile.MaxInitrd)
+}
+
+// checkRamdisk refuses a ramdisk that is no regular file or is too big,
+// from its size: nothing of it is read.
+func checkRamdisk(cfg *Config) error {
+	f, _, err := hostfile.OpenRegular(cfg.Ramdisk, RamdiskLimit(cfg))
 	if err != nil {
-		return &Refusal{Check: check, File: path, Rule: "readable", Msg: err.Error(), Err: err}
+		return fileRefusal("ramdisk", cfg.Ramdisk, err)
 	}
-	if st.IsDir() {
-		return &Refusal{Check: check, File: path, Rule: "regular-file", Msg: "is a directory"}
+	f.Close()
+	return nil
+}
+
+// checkDisk refuses a disk that cannot be opened as the domain will open
+// it, or that is neither a regular file nor a block device.
+func checkDisk(d Disk) error {
+	f, err := hostfile.OpenDisk(d.Target, d.ReadOnly)
+	if err != nil {
+		return fileRefusal("disk", d.Target, err)
 	}
+	f.Close()
 	return nil
 }
 

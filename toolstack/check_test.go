@@ -5,13 +5,18 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/kernels/kformat"
@@ -240,5 +245,177 @@ func TestReadHost(t *testing.T) {
 	}
 	if h.TotalMiB <= 0 || h.FreeMiB <= 0 || h.FreeMiB > h.TotalMiB || h.CPUs < 1 {
 		t.Errorf("host %+v", h)
+	}
+}
+
+// within fails the test if f has not returned after 5 s: a FIFO that
+// blocks the open is one of the bugs these tests are for.
+func within(t *testing.T, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("still blocked after 5 s")
+		return nil
+	}
+}
+
+// Kernel, ramdisk and disks that are not files, or too big, are refused
+// quickly, each naming the file and the rule, and nothing is read from
+// them: no hang on a FIFO, no endless read of /dev/zero.
+func TestCheckRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	k := writeFile(t, dir, "vmlinuz", fakeBzImage(0x020f, 1))
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sparse := filepath.Join(dir, "initrd.img")
+	if err := os.WriteFile(sparse, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sparse, 4<<30); err != nil {
+		t.Fatal(err)
+	}
+	hv := build("1.2.0", "x")
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // check, rule and file, as the refusal prints them
+	}{
+		{"kernel-zero", Config{Kernel: "/dev/zero"}, "(kernel, rule regular-file): /dev/zero: a character device"},
+		{"kernel-fifo", Config{Kernel: fifo}, "(kernel, rule regular-file): " + fifo + ": a FIFO"},
+		{"kernel-proc", Config{Kernel: "/proc/self/mem"}, "(kernel, rule regular-file): /proc/self/mem: on proc"},
+		{"ramdisk-zero", Config{Kernel: k, Ramdisk: "/dev/zero"}, "(ramdisk, rule regular-file): /dev/zero: a character device"},
+		{"ramdisk-fifo", Config{Kernel: k, Ramdisk: fifo}, "(ramdisk, rule regular-file): " + fifo + ": a FIFO"},
+		{"ramdisk-sparse", Config{Kernel: k, Ramdisk: sparse}, "(ramdisk, rule size): " + sparse + ": 4294967296 bytes, over the limit of 32 MiB"},
+		{"disk-null", Config{Kernel: k, Disks: []Disk{{Target: "/dev/null", Vdev: "xvda"}}}, "(disk, rule disk-type): /dev/null: a character device"},
+		{"disk-zero-ro", Config{Kernel: k, Disks: []Disk{{Target: "/dev/zero", Vdev: "xvda", ReadOnly: true}}}, "(disk, rule disk-type): /dev/zero: a character device"},
+		{"disk-fifo-ro", Config{Kernel: k, Disks: []Disk{{Target: fifo, Vdev: "xvda", ReadOnly: true}}}, "(disk, rule disk-type): " + fifo + ": a FIFO"},
+		{"disk-proc-mem", Config{Kernel: k, Disks: []Disk{{Target: "/proc/self/mem", Vdev: "xvda"}}}, "(disk, rule disk-type): /proc/self/mem: on proc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.MemoryMiB, cfg.VCPUs, cfg.Interface = 32, 1, "1.2"
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := within(t, func() error { _, err := Check(&cfg, CheckOptions{Build: hv, Host: bigHost}); return err })
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want %q", err, tc.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+				t.Errorf("allocated %d bytes to refuse", alloc)
+			}
+		})
+	}
+}
+
+// The ramdisk limit is the guest's RAM: the same file fits a bigger
+// guest.
+func TestRamdiskLimitIsGuestRAM(t *testing.T) {
+	dir := t.TempDir()
+	k := writeFile(t, dir, "vmlinuz", fakeBzImage(0x020f, 1))
+	rd := writeFile(t, dir, "initrd", nil)
+	if err := os.Truncate(rd, 17<<20); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Kernel: k, Ramdisk: rd, MemoryMiB: 16, VCPUs: 1, Interface: "1.2"}
+	if _, err := Check(cfg, CheckOptions{Build: build("1.2.0", "x"), Host: bigHost}); err == nil || !strings.Contains(err.Error(), "rule size") {
+		t.Errorf("17 MiB ramdisk, 16 MiB guest: %v", err)
+	}
+	cfg.MemoryMiB = 32
+	if _, err := Check(cfg, CheckOptions{Build: build("1.2.0", "x"), Host: bigHost}); err != nil {
+		t.Errorf("17 MiB ramdisk, 32 MiB guest: %v", err)
+	}
+	if got := RamdiskLimit(&Config{MemoryMiB: abi.MaxMemoryMiB}); got != 1<<30 {
+		t.Errorf("limit for the largest guest: %d, want the 1 GiB cap", got)
+	}
+}
+
+// The memory check counts the domains already there: five domains of
+// 20000 MiB each were all accepted on a 24 GiB host.
+func TestReserveCountsEveryDomainsMemory(t *testing.T) {
+	withMem := func(name string, mib int64, h Host) *Plan {
+		p := plan(name)
+		p.Config.MemoryMiB, p.Host = mib, h
+		return p
+	}
+	refused := func(t *testing.T, err error, want ...string) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		for _, w := range append(want, "rule memory-fits") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q lacks %q", err, w)
+			}
+		}
+	}
+	// The host: the second domain no longer fits.
+	ts := newToolstack(t)
+	small := Host{TotalMiB: 24105, FreeMiB: 23404, CPUs: 2}
+	a, err := ts.Reserve(withMem("a", 20000, small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ts.Reserve(withMem("b", 20000, small))
+	refused(t, err, "memory = 20000 MiB but only 3404 MiB are left", "23404 MiB available", "MemTotal 24105 MiB", fmt.Sprintf("less 20000 MiB that domain %d may still take", a.ID))
+
+	// A host with room for four: the fifth is refused, and the refusal
+	// names the numbers.
+	ts = newToolstack(t)
+	big := Host{TotalMiB: 100000, FreeMiB: 96000, CPUs: 2}
+	var ids []string
+	for _, n := range []string{"d1", "d2", "d3", "d4"} {
+		r, err := ts.Reserve(withMem(n, 20000, big))
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	_, err = ts.Reserve(withMem("d5", 20000, big))
+	refused(t, err, "only 16000 MiB are left", "less 80000 MiB that domains "+strings.Join(ids, ", ")+" may still take")
+	if recs, _ := ts.State.Records(); len(recs) != 4 {
+		t.Errorf("the refusal left %d records, want 4", len(recs))
+	}
+
+	// What a running hv has touched is already gone from MemAvailable: a
+	// running domain owes only the rest. This test process stands in for
+	// their hvs.
+	recs, err := ts.State.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	if residentMiB(self) < 1 {
+		t.Fatalf("resident size of this process: %d MiB", residentMiB(self))
+	}
+	for _, r := range recs {
+		r.State, r.HVPid, r.HVStart = StateRunning, self, procStart(self)
+		if err := ts.State.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ts.Reserve(withMem("d5", 16001, big)); err != nil {
+		t.Errorf("16001 MiB beside four running domains that touched some of theirs: %v", err)
+	}
+
+	// A stopped, preserved domain holds nothing.
+	recs, _ = ts.State.Records()
+	for _, r := range recs {
+		r.State, r.HVPid, r.HVStart = StateShutdown, 0, 0
+		ts.State.Save(r)
+	}
+	if _, err := ts.Reserve(withMem("d6", 90000, big)); err != nil {
+		t.Errorf("90000 MiB beside preserved domains only: %v", err)
+	}
+	// A plan with no host reading (as in tests that build one by hand) is
+	// not checked.
+	if _, err := ts.Reserve(withMem("d7", 1<<20, Host{})); err != nil {
+		t.Errorf("no host reading: %v", err)
 	}
 }

@@ -50,15 +50,23 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	var live []*Record
 	for _, r := range recs {
-		if r.State == StateCreating && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
-			// A create that died before its monitor took over.
+		if r.State == StateCreating && r.Restarts == 0 && procStart(r.CreatorPid) == 0 && !r.monitorAlive() {
+			// A create that died before its monitor took over. (A
+			// restart whose monitor died is an orphan, adopted.)
 			_ = t.State.Remove(r.ID)
 			continue
 		}
 		if r.Name == p.Config.Name {
 			return nil, fmt.Errorf("toolstack: domain %q already exists (ID %d)", r.Name, r.ID)
 		}
+		live = append(live, r)
+	}
+	// Under the lock, so that concurrent creates cannot each take the
+	// same memory.
+	if err := checkMemoryLeft(p.Config, p.Host, live); err != nil {
+		return nil, err
 	}
 	id, err := t.State.nextID()
 	if err != nil {
@@ -93,23 +101,32 @@ func (t *Toolstack) setPaths(r *Record) {
 // waits until its hv answers on the control socket (or fails). On failure
 // nothing is left: no process, no record.
 func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
+	args := []string{"__monitor"}
+	if opt.Paused {
+		args = append(args, "-p")
+	}
+	if err := t.spawnMonitor(r.ID, append(args, strconv.Itoa(r.ID)), 0); err != nil {
+		_ = t.removeLocked(r.ID)
+		return err
+	}
+	return nil
+}
+
+// spawnMonitor starts `xl ARGS` detached, as domain id's monitor, and
+// waits for its one-line word on the readiness pipe: "ok", or why it
+// failed. A timeout > 0 bounds that wait.
+func (t *Toolstack) spawnMonitor(id int, args []string, timeout time.Duration) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("toolstack: %w", err)
 	}
 	defer pr.Close()
-	log, err := os.OpenFile(t.State.MonitorLog(r.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(t.State.MonitorLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		pw.Close()
-		_ = t.removeLocked(r.ID)
 		return fmt.Errorf("toolstack: %w", err)
 	}
 	defer log.Close()
-	args := []string{"__monitor"}
-	if opt.Paused {
-		args = append(args, "-p")
-	}
-	args = append(args, strconv.Itoa(r.ID))
 	cmd := exec.Command(t.XL, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.ExtraFiles = []*os.File{pw} // fd 3: the readiness pipe
@@ -119,20 +136,24 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	cmd.Env = append(os.Environ(), "XENO_STATE_DIR="+t.State.Dir)
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		_ = t.removeLocked(r.ID)
 		return fmt.Errorf("toolstack: start monitor: %w", err)
 	}
 	pw.Close()
 	// The monitor outlives us; do not wait for it, but reap it if it
 	// ends while we still run (a failed start).
 	go func() { _ = cmd.Wait() }()
+	if timeout > 0 {
+		_ = pr.SetReadDeadline(time.Now().Add(timeout))
+	}
 	// One line: "ok", or why the domain did not start.
-	msg, _ := io.ReadAll(io.LimitReader(pr, 64<<10))
+	msg, rerr := io.ReadAll(io.LimitReader(pr, 64<<10))
 	if s := string(msg); s != "ok\n" {
+		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("toolstack: the monitor (pid %d) did not answer within %v; see %s", cmd.Process.Pid, timeout, log.Name())
+		}
 		if s == "" {
 			s = "toolstack: the monitor ended without a word; see " + log.Name()
 		}
-		_ = t.removeLocked(r.ID)
 		return errors.New(strings.TrimSpace(s))
 	}
 	return nil
@@ -240,7 +261,13 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 // for the hv to exit and applies on_poweroff / on_reboot / on_crash.
 // It returns when the domain is gone or preserved.
 func (t *Toolstack) Monitor(id int, opt CreateOptions, ready func(error)) error {
-	first := true
+	return t.monitor(id, opt, ready, true)
+}
+
+// monitor is Monitor's loop. With first false, domain id is a restart
+// (its creation is long over): ready is never called, and an hv that
+// ends at once is a death for on_*, not a failed create.
+func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first bool) error {
 	var brake restartBrake
 	tell := func(err error) {
 		if first {
@@ -359,11 +386,8 @@ func checkSockets(r *Record) {
 // exitReason reads the hv's exit file, or derives the reason from how the
 // process ended when the hv could not write one.
 func exitReason(sock string, start time.Time, waitErr error) (string, string) {
-	if b, err := os.ReadFile(control.ExitFile(sock)); err == nil {
-		var e control.Exit
-		if json.Unmarshal(b, &e) == nil && e.Reason != "" && !e.Time.Before(start.Add(-time.Second)) {
-			return e.Reason, e.Detail
-		}
+	if e, ok := readExit(sock, start); ok {
+		return e.Reason, e.Detail
 	}
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) {
@@ -376,6 +400,17 @@ func exitReason(sock string, start time.Time, waitErr error) (string, string) {
 		return control.ReasonPoweroff, "hv exit code 0 without an exit file"
 	}
 	return control.ReasonError, waitErr.Error()
+}
+
+// readExit reads the exit file of the hv whose control socket is sock
+// and that started at start; a file left by an earlier hv does not count.
+func readExit(sock string, start time.Time) (control.Exit, bool) {
+	var e control.Exit
+	b, err := os.ReadFile(control.ExitFile(sock))
+	if err != nil || json.Unmarshal(b, &e) != nil || e.Reason == "" || e.Time.Before(start.Add(-time.Second)) {
+		return control.Exit{}, false
+	}
+	return e, true
 }
 
 func logTail(path string) string {
@@ -453,9 +488,12 @@ func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
 }
 
 // WaitGone waits until domain id has stopped: its record is gone, moved
-// (a restart gives a new ID) or no longer running (preserved).
+// (a restart gives a new ID) or no longer running (preserved). A timeout
+// > 0 bounds the wait; its expiry is an error that says so. A domain
+// whose monitor died meanwhile is adopted, so that its end is seen.
 func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	adoptTried := false
 	for {
 		r, err := t.State.Load(id)
 		if err != nil {
@@ -468,11 +506,31 @@ func (t *Toolstack) WaitGone(id int, timeout time.Duration) error {
 		if r.State == StateShutdown || r.State == StateCrashed {
 			return nil
 		}
+		if !adoptTried && r.Orphaned() {
+			adoptTried = true
+			if err := t.StartAdopter(id); err != nil {
+				fmt.Fprintf(os.Stderr, "xl: adopt domain %s (ID %d): %v\n", r.Name, r.ID, err)
+			}
+			continue
+		}
 		if timeout > 0 && time.Now().After(deadline) {
-			return fmt.Errorf("toolstack: domain %s (ID %d) still %s after %v", r.Name, r.ID, r.State, timeout)
+			return &WaitTimeoutError{Name: r.Name, ID: r.ID, State: r.State, After: timeout}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// WaitTimeoutError says a domain had not stopped when WaitGone's timeout
+// expired: the guest ignored the request, or is slow to act on it.
+type WaitTimeoutError struct {
+	Name  string
+	ID    int
+	State string
+	After time.Duration
+}
+
+func (e *WaitTimeoutError) Error() string {
+	return fmt.Sprintf("toolstack: domain %s (ID %d) still %s after %v: the guest has not acted on the request (`xl destroy %s` stops it now)", e.Name, e.ID, e.State, e.After, e.Name)
 }
 
 // Flags are a domain's state as libxl's dominfo gives it to xl list,
@@ -512,9 +570,14 @@ func (t *Toolstack) Inspect(r *Record) Info {
 		}
 	default:
 		if !r.HVAlive() {
-			// Its hv is gone and nobody recorded why: kill -9, or the
-			// monitor died too.
+			// Its hv is gone and no monitor has applied its end yet
+			// (it died, and adopting the domain failed or is under
+			// way): the exit file says how it ended, and a clean
+			// poweroff or reboot is never shown as a crash.
 			in.Flags = FlagCrashed
+			if e, ok := readExit(r.Control, r.Start); ok && (e.Reason == control.ReasonPoweroff || e.Reason == control.ReasonReboot) {
+				in.Flags = FlagShutdown
+			}
 			break
 		}
 		resp, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)

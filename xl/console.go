@@ -31,10 +31,11 @@ func consoleCmd(io IO, args []string) error {
 // domain ends or the user types ^]. A terminal on stdin is put in raw
 // mode, so that keys reach the guest as typed.
 func attach(iox IO, ts *toolstack.Toolstack, dom string) error {
-	r, err := ts.State.Find(dom)
+	recs, err := selected(iox, ts, []string{dom})
 	if err != nil {
 		return err
 	}
+	r := recs[0]
 	conn, err := net.Dial("unix", r.Console)
 	if err != nil {
 		// A stopped domain (preserved or crashed) has no console, but

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels"
 	"github.com/xeno-hv/xeno/toolstack"
 	"github.com/xeno-hv/xeno/toolstack/xlcfg"
@@ -21,9 +22,11 @@ const commandLine = "command line"
 // loadConfig parses CFG and the KEY=VALUE overrides (each one an xl.cfg
 // line applied after the file, as xl create does) and resolves it.
 func loadConfig(io IO, path string, overrides []string) (*toolstack.Config, error) {
-	src, err := os.ReadFile(path)
+	// A FIFO or /dev/zero as the config must neither hang nor fill
+	// memory: only a regular file under the cap is read.
+	src, err := hostfile.ReadRegular(path, hostfile.MaxConfig)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c, err := xlcfg.Parse(path, src)
 	if err != nil {
@@ -111,6 +114,10 @@ func createCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
+	// An orphan that has ended may free the name, or restart under it.
+	if _, err := selected(io, ts, nil); err != nil {
+		return err
+	}
 	rec, err := ts.Reserve(plan)
 	if err != nil {
 		return err
@@ -155,9 +162,12 @@ func printPlan(io IO, p *toolstack.Plan) {
 	}
 }
 
+// monitorCmd is `xl __monitor [-p] ID`, the monitor xl create starts,
+// and `xl __monitor --adopt ID`, the one that takes over a domain whose
+// monitor died.
 func monitorCmd(io IO, args []string) error {
-	var paused bool
-	pos, err := flags(args, map[string]*bool{"p": &paused})
+	var paused, adopt bool
+	pos, err := flags(args, map[string]*bool{"p": &paused, "adopt": &adopt})
 	if err != nil {
 		return err
 	}
@@ -177,7 +187,7 @@ func monitorCmd(io IO, args []string) error {
 	// the creator would wait for the hv to end.
 	unix.CloseOnExec(3)
 	ready := os.NewFile(3, "ready")
-	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused}, func(err error) {
+	tell := func(err error) {
 		if ready == nil {
 			return
 		}
@@ -187,5 +197,39 @@ func monitorCmd(io IO, args []string) error {
 			fmt.Fprint(ready, "ok\n")
 		}
 		ready.Close()
-	})
+	}
+	if adopt {
+		return ts.Adopt(id, tell)
+	}
+	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused}, tell)
+}
+
+// adoptCmd is `xl monitor --adopt DOM`: it gives a domain whose monitor
+// died a new one, as any xl command that touches the domain does.
+func adoptCmd(io IO, args []string) error {
+	var adopt bool
+	pos, err := flags(args, map[string]*bool{"adopt": &adopt})
+	if err != nil {
+		return err
+	}
+	if !adopt || len(pos) != 1 {
+		return usagef("want --adopt and one DOM")
+	}
+	ts, err := open()
+	if err != nil {
+		return err
+	}
+	r, err := ts.State.Find(pos[0])
+	if err != nil {
+		return err
+	}
+	if !r.Orphaned() {
+		fmt.Fprintf(io.Stderr, "Domain %s (id=%d) is not orphaned (state %s, monitor pid %d): nothing to adopt\n", r.Name, r.ID, r.State, r.MonitorPid)
+		return nil
+	}
+	if err := ts.StartAdopter(r.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Stderr, "Adopted domain %s (id=%d)\n", r.Name, r.ID)
+	return nil
 }

@@ -11,7 +11,22 @@ import (
 )
 
 // selected returns the records named by doms (all if none), in ID order.
-func selected(ts *toolstack.Toolstack, doms []string) ([]*toolstack.Record, error) {
+// Any of them whose monitor died is adopted first (docs/xl.md), so that
+// what the command sees and does is current.
+func selected(io IO, ts *toolstack.Toolstack, doms []string) ([]*toolstack.Record, error) {
+	recs, err := lookup(ts, doms)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := ts.AdoptOrphans(recs)
+	warn(io, err)
+	if changed {
+		return lookup(ts, doms)
+	}
+	return recs, nil
+}
+
+func lookup(ts *toolstack.Toolstack, doms []string) ([]*toolstack.Record, error) {
 	if len(doms) == 0 {
 		return ts.State.Records()
 	}
@@ -24,6 +39,20 @@ func selected(ts *toolstack.Toolstack, doms []string) ([]*toolstack.Record, erro
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// warn prints each of err's errors as a warning: the command goes on.
+func warn(io IO, err error) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		fmt.Fprintf(io.Stderr, "xl: warning: %v\n", e)
+	}
 }
 
 // stateLetters are xl list's state columns, in xl's order.
@@ -71,7 +100,7 @@ func listCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	recs, err := selected(ts, pos)
+	recs, err := selected(io, ts, pos)
 	if err != nil {
 		return err
 	}
@@ -155,7 +184,7 @@ func uptimeCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	recs, err := selected(ts, pos)
+	recs, err := selected(io, ts, pos)
 	if err != nil {
 		return err
 	}
@@ -180,7 +209,7 @@ func domidCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	recs, err := ts.State.Records()
+	recs, err := selected(io, ts, nil)
 	if err != nil {
 		return err
 	}
@@ -206,10 +235,10 @@ func domnameCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := ts.State.Load(id)
+	recs, err := selected(io, ts, []string{strconv.Itoa(id)})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(io.Stdout, r.Name)
+	fmt.Fprintln(io.Stdout, recs[0].Name)
 	return nil
 }

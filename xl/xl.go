@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/xeno-hv/xeno/toolstack"
 )
@@ -39,8 +40,8 @@ func commands() []command {
 	return []command{
 		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [-q] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
 		{name: "destroy", usage: "DOM", summary: "stop a domain immediately and forget it", run: destroyCmd},
-		{name: "shutdown", usage: "[-w] [-F] DOM | -a [-w]", summary: "ask a domain (or all, -a) to power off; -w waits", run: shutdownCmd},
-		{name: "reboot", usage: "[-w] [-F] DOM | -a [-w] [-F]", summary: "ask a domain (or all, -a) to reboot; -w waits, -F resets without asking", run: rebootCmd},
+		{name: "shutdown", usage: "[-w] [-t SECONDS] [-F] DOM | -a [-w] [-t SECONDS]", summary: "ask a domain (or all, -a) to power off; -w waits, at most -t (default 60 s, 0: for ever)", run: shutdownCmd},
+		{name: "reboot", usage: "[-w] [-t SECONDS] [-F] DOM | -a [-w] [-t SECONDS] [-F]", summary: "ask a domain (or all, -a) to reboot; -w waits as for shutdown, -F resets without asking", run: rebootCmd},
 		{name: "pause", usage: "DOM", summary: "pause a domain's vCPUs", run: pauseCmd},
 		{name: "unpause", usage: "DOM", summary: "resume a paused domain", run: unpauseCmd},
 		{name: "list", usage: "[-l] [-v] [DOM ...]", summary: "list domains (-l: JSON, -v: UUID and interface)", run: listCmd},
@@ -49,8 +50,9 @@ func commands() []command {
 		{name: "domid", usage: "NAME", summary: "print a domain's ID", run: domidCmd},
 		{name: "domname", usage: "ID", summary: "print a domain's name", run: domnameCmd},
 		{name: "info", usage: "", summary: "show the hypervisor and host", run: infoCmd},
+		{name: "monitor", usage: "--adopt DOM", summary: "give a domain whose monitor died a new one", run: adoptCmd},
 		{name: "help", usage: "[COMMAND]", summary: "show help", run: nil},
-		{name: "__monitor", usage: "[-p] ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},
+		{name: "__monitor", usage: "[-p] ID | --adopt ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},
 	}
 }
 
@@ -128,20 +130,60 @@ func help(w io.Writer, cmds []command) {
 // "-cp" is "-c -p", long flags are "--name", "--" ends the flags.
 // known maps a flag ("c", "dryrun") to where it is stored.
 func flags(args []string, known map[string]*bool) ([]string, error) {
+	return flagValues(args, known, nil)
+}
+
+// flagValues is flags with options that take an argument, as getopt
+// reads them: values maps such an option ("t", "timeout") to where its
+// argument is stored. A short one takes the rest of its cluster or the
+// next argument ("-t5", "-wt 5", "-t 5"); a long one "=VALUE" or the
+// next argument.
+func flagValues(args []string, known map[string]*bool, values map[string]*string) ([]string, error) {
 	var pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		// next takes the following argument as option opt's value.
+		next := func(opt string) (string, error) {
+			if i+1 >= len(args) {
+				return "", usagef("option %s needs a value", opt)
+			}
+			i++
+			return args[i], nil
+		}
 		switch {
 		case a == "--":
 			return append(pos, args[i+1:]...), nil
 		case strings.HasPrefix(a, "--"):
-			p, ok := known[a[2:]]
-			if !ok || len(a) == 3 {
+			name, val, hasVal := strings.Cut(a[2:], "=")
+			if v, ok := values[name]; ok && len(name) > 1 {
+				if !hasVal {
+					var err error
+					if val, err = next(a); err != nil {
+						return nil, err
+					}
+				}
+				*v = val
+				continue
+			}
+			p, ok := known[name]
+			if !ok || len(name) < 2 || hasVal {
 				return nil, usagef("unknown option %s", a)
 			}
 			*p = true
 		case strings.HasPrefix(a, "-") && len(a) > 1:
-			for _, ch := range a[1:] {
+		cluster:
+			for j, ch := range a[1:] {
+				if v, ok := values[string(ch)]; ok {
+					val := a[1+j+utf8.RuneLen(ch):]
+					if val == "" {
+						var err error
+						if val, err = next("-" + string(ch)); err != nil {
+							return nil, err
+						}
+					}
+					*v = val
+					break cluster
+				}
 				p, ok := known[string(ch)]
 				if !ok {
 					return nil, usagef("unknown option -%c", ch)

@@ -1,13 +1,18 @@
 package xl
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/toolstack"
@@ -261,5 +266,157 @@ func TestInfoFallback(t *testing.T) {
 	}
 	if !strings.Contains(o, "hv_build_id            : "+b.BuildID+"\n") || !strings.Contains(o, "hv_version             : "+b.Release.String()+"\n") {
 		t.Errorf("fallback is not xl's own stamp:\n%s", o)
+	}
+}
+
+// xl create reads its config only if it is a regular file under the cap:
+// /dev/zero made it read without end, a FIFO made it wait forever.
+func TestCreateRefusesConfigThatIsNoFile(t *testing.T) {
+	t.Setenv("XENO_STATE_DIR", t.TempDir())
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "g.cfg")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.cfg")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/dev/zero": "xl create: config: /dev/zero: a character device, not a regular file",
+		fifo:        "xl create: config: " + fifo + ": a FIFO, not a regular file",
+		big:         "xl create: config: " + big + ": 1073741824 bytes, over the limit of 1 MiB",
+	} {
+		type result struct {
+			stderr string
+			code   int
+		}
+		done := make(chan result, 1)
+		go func() {
+			_, e, code := run("create", "-n", path)
+			done <- result{e, code}
+		}()
+		select {
+		case r := <-done:
+			if r.code != 1 || !strings.Contains(r.stderr, want) {
+				t.Errorf("%s: exit %d, %q; want %q", path, r.code, r.stderr, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("xl create %s: still running after 5 s", path)
+		}
+	}
+}
+func TestFlagValues(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		w       bool
+		timeout string
+		pos     string
+	}{
+		{[]string{"-wt", "5", "d"}, true, "5", "d"},
+		{[]string{"-t5", "d", "-w"}, true, "5", "d"},
+		{[]string{"d", "--timeout=7"}, false, "7", "d"},
+		{[]string{"--timeout", "8", "d"}, false, "8", "d"},
+		{[]string{"-t", "0", "--", "-d"}, false, "0", "-d"},
+	} {
+		var w bool
+		var to string
+		pos, err := flagValues(c.args, map[string]*bool{"w": &w}, map[string]*string{"t": &to, "timeout": &to})
+		if err != nil || w != c.w || to != c.timeout || strings.Join(pos, " ") != c.pos {
+			t.Errorf("%q: pos %q w %v timeout %q, %v", c.args, pos, w, to, err)
+		}
+	}
+	for _, args := range [][]string{{"-t"}, {"-wt"}, {"--timeout"}, {"--w=1"}, {"--t", "1"}} {
+		var w bool
+		var to string
+		if _, err := flagValues(args, map[string]*bool{"w": &w}, map[string]*string{"t": &to, "timeout": &to}); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	for s, want := range map[string]time.Duration{"0": 0, "30": 30 * time.Second, "90s": 90 * time.Second, "1m30s": 90 * time.Second, "250ms": 250 * time.Millisecond} {
+		if d, err := parseTimeout(s); err != nil || d != want {
+			t.Errorf("%q: %v %v, want %v", s, d, err, want)
+		}
+	}
+	for _, s := range []string{"-1", "-2s", "soon", ""} {
+		if _, err := parseTimeout(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+// procStartTicks is /proc/PID/stat's starttime, as the toolstack records it.
+func procStartTicks(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// A guest that ignores the power button: shutdown -w returns once -t
+// has passed, with exit status 1 and a message that says so. The "hv"
+// is a control socket that accepts every request and never exits.
+func TestShutdownWaitTimeout(t *testing.T) {
+	withRecords(t, toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 1}}, record{"deaf", toolstack.StateRunning})
+	st, err := toolstack.OpenState(os.Getenv("XENO_STATE_DIR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Find("deaf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := procStartTicks(t, os.Getpid())
+	r.HVPid, r.HVStart, r.MonitorPid, r.MonitorStart = os.Getpid(), self, os.Getpid(), self
+	if err := st.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", r.Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = bufio.NewReader(c).ReadBytes('\n')
+			_, _ = c.Write([]byte(`{"ok":true}` + "\n"))
+			c.Close()
+		}
+	}()
+	t0 := time.Now()
+	_, e, code := run("shutdown", "-w", "-t", "300ms", "deaf")
+	if d := time.Since(t0); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("shutdown -w -t 300ms returned after %v", d)
+	}
+	if code != 1 || !strings.Contains(e, "xl shutdown: toolstack: domain deaf (ID 1) still running after 300ms") || strings.Contains(e, "All domains") {
+		t.Errorf("shutdown -w of a deaf guest: %d %q", code, e)
+	}
+	if _, e, code := run("shutdown", "-w", "-t", "soon", "deaf"); code != 2 || !strings.Contains(e, "not SECONDS") {
+		t.Errorf("bad -t: %d %q", code, e)
+	}
+}
+
+// xl monitor --adopt on a domain that has its monitor does nothing.
+func TestMonitorAdoptNotOrphaned(t *testing.T) {
+	withRecords(t, toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 1}}, record{"kept", toolstack.StateShutdown})
+	if _, e, code := run("monitor", "--adopt", "kept"); code != 0 || !strings.Contains(e, "not orphaned") {
+		t.Errorf("monitor --adopt of a preserved domain: %d %q", code, e)
+	}
+	if _, e, code := run("monitor", "kept"); code != 2 || !strings.Contains(e, "usage: xl monitor --adopt DOM") {
+		t.Errorf("monitor without --adopt: %d %q", code, e)
 	}
 }

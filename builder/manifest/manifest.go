@@ -8,14 +8,13 @@ package manifest
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 const (
@@ -73,12 +72,9 @@ func (m *Manifest) Encode(comment string) ([]byte, error) {
 // missing file's error is os.ErrNotExist. Errors name no package: the
 // caller knows what it was looking for.
 func ReadFile(path string) (*Manifest, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	// A manifest is found by its name beside a kernel: whatever has that
+	// name must not block or make xl read without end.
+	b, err := hostfile.ReadRegular(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}

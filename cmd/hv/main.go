@@ -16,6 +16,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/logfile"
 	"github.com/xeno-hv/xeno/hv/vm"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
@@ -68,6 +69,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		uuid      = fs.String("uuid", "", "domain UUID")
 		iface     = fs.String("interface", "", "the guest's interface, MAJOR.MINOR[-dev@BUILD]; default: the hv's own")
 		unchecked = fs.Bool("unchecked-interface", false, "TESTS ONLY: start even if --interface is refused, presenting the hv's native interface")
+		overMem   = fs.Bool("unchecked-memory", false, "TESTS ONLY: start even if --memory is more than the host's MemAvailable (a guest that touches little of its RAM)")
 		boot      = fs.String("boot", "auto", "bzimage, elf or auto (elf where KVM emulates kernel mode, else bzimage)")
 		paused    = fs.Bool("paused", false, "start with every vCPU stopped; the control socket's resume starts the guest")
 		version   = fs.Bool("version", false, "print the release, interface, build id, changeset and caps, and exit")
@@ -123,6 +125,9 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
 		return fail(usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)})
 	}
+	if err := checkHostMemory(*memory, *overMem, stderr); err != nil {
+		return fail(err)
+	}
 
 	build := abi.Current()
 	admitted, compat, err := admit(build, *iface, *unchecked, stderr)
@@ -135,7 +140,9 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(usageError{fmt.Errorf("--boot %q: want bzimage, elf or auto", *boot)})
 	}
-	kb, err := os.ReadFile(*kernel)
+	// Every file is checked and read before /dev/kvm is opened: a bad
+	// path costs nothing and needs no KVM to be refused.
+	kb, err := hostfile.ReadRegular(*kernel, hostfile.MaxKernel)
 	if err != nil {
 		return fail(fmt.Errorf("kernel: %w", err))
 	}
@@ -145,7 +152,10 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	}
 	var rd []byte
 	if *initrd != "" {
-		if rd, err = os.ReadFile(*initrd); err != nil {
+		// An initramfs bigger than the guest's RAM cannot fit: refuse it
+		// from its size, before it costs the hv its size in memory.
+		limit := min(int64(*memory)<<20, hostfile.MaxInitrd)
+		if rd, err = hostfile.ReadRegular(*initrd, limit); err != nil {
 			return fail(fmt.Errorf("initrd: %w", err))
 		}
 		// Decompressing here saves the guest an emulated gunzip on the
@@ -158,6 +168,13 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		if unpacked {
 			fmt.Fprintf(stderr, "hv: initrd: %d bytes decompressed in Go to %d\n", packed, len(rd))
 		}
+	}
+	for _, d := range disks {
+		f, err := hostfile.OpenDisk(d.Path, d.ReadOnly)
+		if err != nil {
+			return fail(fmt.Errorf("disk: %w", err))
+		}
+		f.Close()
 	}
 	cl := *cmdline
 	if extra := vm.KernelWorkarounds(img); extra != "" {
@@ -213,6 +230,27 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	e := v.Run()
 	fmt.Fprintf(stderr, "hv: domain ended: %s after %.3f s\n", e.Reason, time.Since(start).Seconds())
 	return exit(e)
+}
+
+// checkHostMemory refuses a guest larger than the host's MemAvailable,
+// the rule xl create applies per domain (xl also counts the domains it
+// already runs). Where /proc/meminfo cannot be read the hv says so and
+// starts: xl has checked.
+func checkHostMemory(mib int, unchecked bool, stderr io.Writer) error {
+	m, err := hostfile.ReadMem()
+	if err != nil {
+		fmt.Fprintf(stderr, "hv: warning: --memory not checked against the host: %v\n", err)
+		return nil
+	}
+	if int64(mib) <= m.AvailableMiB {
+		return nil
+	}
+	msg := fmt.Sprintf("--memory %d MiB but the host has %d MiB available (MemAvailable in /proc/meminfo; MemTotal %d MiB)", mib, m.AvailableMiB, m.TotalMiB)
+	if unchecked {
+		fmt.Fprintf(stderr, "hv: --unchecked-memory: starting anyway: %s\n", msg)
+		return nil
+	}
+	return errors.New(msg)
 }
 
 // admit applies the interface policy of hv/abi to --interface.

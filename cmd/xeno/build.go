@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/xeno-hv/xeno/builder"
 	"github.com/xeno-hv/xeno/kernels"
@@ -18,6 +21,10 @@ func builderFlags(name string, o *builder.Options) *flag.FlagSet {
 	fs.StringVar(&o.HVRelease, "hv-release", "", "build the hv and xeno-init as this release (must match the recipe's [hv] pin)")
 	fs.StringVar(&o.SrcDir, "src", "", "compile Go programs from this source tree (default: the tree above the recipe)")
 	fs.StringVar(&o.Changeset, "changeset", "", "stamp this changeset instead of the tree's git HEAD")
+	fs.Func("allow-host-path", "also let [[files]] sources come from host directory `DIR` (repeatable; by default only the recipe's own directory tree)", func(dir string) error {
+		o.AllowHostPaths = append(o.AllowHostPaths, dir)
+		return nil
+	})
 	return fs
 }
 
@@ -62,7 +69,13 @@ func buildCmd(args []string) error {
 		return err
 	}
 	o.Recipe = r
-	res, err := builder.Build(o)
+	// SIGINT or SIGTERM stops the build, which kills its children and
+	// removes its staging directory before we exit; a second one kills
+	// xeno at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	res, err := builder.Build(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -130,6 +143,13 @@ func verifyCmd(args []string) error {
 			"--src", src, "--changeset", builder.Changeset(root)}
 		if o.HVRelease != "" {
 			cargs = append(cargs, "--hv-release", o.HVRelease)
+		}
+		for _, d := range o.AllowHostPaths {
+			// The child runs in run.dir.
+			if d, err = filepath.Abs(d); err != nil {
+				return err
+			}
+			cargs = append(cargs, "--allow-host-path", d)
 		}
 		cargs = append(append(cargs, run.extra...), recipe)
 		cmd := exec.Command("sh", cargs...)

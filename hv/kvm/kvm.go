@@ -5,6 +5,7 @@
 package kvm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +27,7 @@ const (
 	setTSSAddr           = 0xae47
 	setIdentityMapAddr   = 0x4008ae48
 	createIRQChip        = 0xae60
+	setGSIRouting        = 0x4008ae6a
 	irqLine              = 0x4008ae61
 	createPIT2           = 0x4040ae77
 	run                  = 0xae80
@@ -60,6 +62,7 @@ const (
 	CapSetIdentityMap  = 37
 	CapImmediateExit   = 136
 	CapIRQInjectStatus = 26
+	CapIRQRouting      = 25
 )
 
 // Required lists the capabilities without which the hv refuses to start,
@@ -76,6 +79,7 @@ var Required = []struct {
 	{CapPIT2, "KVM_CAP_PIT2"},
 	{CapSetIdentityMap, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
 	{CapImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"},
+	{CapIRQRouting, "KVM_CAP_IRQ_ROUTING"},
 }
 
 // Exit reasons (KVM_EXIT_*).
@@ -242,6 +246,61 @@ func (vm *VM) SetIdentityMapAddr(addr uint64) error {
 func (vm *VM) CreateIRQChip() error {
 	if _, err := ioctl(uintptr(vm.fd), createIRQChip, 0); err != nil {
 		return fmt.Errorf("kvm: KVM_CREATE_IRQCHIP: %w", err)
+	}
+	return vm.setPCRouting()
+}
+
+// KVM's irqchip numbers and routing entry type (linux/kvm.h).
+const (
+	irqchipPICMaster = 0
+	irqchipPICSlave  = 1
+	irqchipIOAPIC    = 2
+	routingIRQChip   = 1
+	routingEntrySize = 48 // struct kvm_irq_routing_entry
+	ioapicPins       = 24 // KVM_IOAPIC_NUM_PINS
+)
+
+// setPCRouting wires GSIs the way a PC's MADT describes them: ISA IRQs to
+// the 8259s, and GSI n to IOAPIC pin n, except that the PIT's IRQ 0 is
+// IOAPIC pin 2 (the MADT's interrupt source override). KVM's default
+// table sends GSI 0 to pin 0, so a guest that believed the MADT never saw
+// a timer tick there: Linux logged "8254 timer not connected to
+// IO-APIC" and fell back to the 8259's virtual wire, and with
+// no_timer_check it had no timer at all.
+func (vm *VM) setPCRouting() error {
+	type route struct{ gsi, chip, pin uint32 }
+	var rs []route
+	for i := uint32(0); i < 16; i++ {
+		if i == 2 { // the cascade
+			continue
+		}
+		chip := uint32(irqchipPICMaster)
+		if i >= 8 {
+			chip = irqchipPICSlave
+		}
+		rs = append(rs, route{i, chip, i % 8})
+	}
+	for i := uint32(0); i < ioapicPins; i++ {
+		switch i {
+		case 0:
+			rs = append(rs, route{0, irqchipIOAPIC, 2})
+		case 2: // pin 2 belongs to IRQ 0
+		default:
+			rs = append(rs, route{i, irqchipIOAPIC, i})
+		}
+	}
+	b := make([]byte, 8+len(rs)*routingEntrySize)
+	le := binary.LittleEndian
+	le.PutUint32(b, uint32(len(rs)))
+	for i, r := range rs {
+		e := b[8+i*routingEntrySize:]
+		le.PutUint32(e[0:], r.gsi)
+		le.PutUint32(e[4:], routingIRQChip)
+		le.PutUint32(e[16:], r.chip)
+		le.PutUint32(e[20:], r.pin)
+	}
+	if _, err := ioctl(uintptr(vm.fd), setGSIRouting, uintptr(unsafe.Pointer(&b[0]))); err != nil {
+		return fmt.Errorf("kvm: KVM_SET_GSI_ROUTING: %w", err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/uart"
 	"github.com/xeno-hv/xeno/hv/virtio"
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 // devices are the domain's devices on its two buses; the PM1 block and the
@@ -68,11 +69,7 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		return fmt.Errorf("vm: %d disks, at most %d", len(v.cfg.Disks), maxVirtio)
 	}
 	for i, disk := range v.cfg.Disks {
-		flag := os.O_RDWR
-		if disk.ReadOnly {
-			flag = os.O_RDONLY
-		}
-		f, err := os.OpenFile(disk.Path, flag, 0)
+		f, err := hostfile.OpenDisk(disk.Path, disk.ReadOnly)
 		if err != nil {
 			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}

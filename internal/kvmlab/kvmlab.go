@@ -42,19 +42,16 @@ import (
 )
 
 // GuestCmdline is what a guest kernel's command line needs inside the
-// lab (see the package comment): no PV features; the TSC rate, so that
-// the guest keeps time by its TSC, which runs on while a domain is paused,
-// as kvmclock does on hardware (with jiffies its wall clock stood still
-// across xl pause); and no_timer_check, as many VM images have: under a
-// loaded lab the IO-APIC timer check's few-jiffy window was missed once
-// ("8254 timer not connected to IO-APIC") and the fallbacks ended in a
-// triple fault.
+// lab (see the package comment): no PV features, and the TSC rate, so
+// that the guest keeps time by its TSC, which runs on while a domain is
+// paused, as kvmclock does on hardware (with jiffies its wall clock
+// stood still across xl pause).
 func GuestCmdline() (string, error) {
 	khz, err := hostTSCkHz()
 	if err != nil {
 		return "", fmt.Errorf("kvmlab: %w", err)
 	}
-	return fmt.Sprintf("nopv no_timer_check tsc_early_khz=%d tsc=reliable", khz), nil
+	return fmt.Sprintf("nopv tsc_early_khz=%d tsc=reliable", khz), nil
 }
 
 // Spec is one run of the lab.

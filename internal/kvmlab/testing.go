@@ -137,19 +137,19 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 	return out
 }
 
-// smpFlake is the lab's known fault, seen only with 2-vCPU guests and
-// never outside the lab: before init, the guest's PIT interrupts stop
-// arriving (its clock stands still; "8254 timer not connected to
-// IO-APIC", or "APIC timer disabled due to verification failure"), and it
-// hangs or triple-faults while it brings up its other vCPUs. Unexplained;
-// on hardware KVM it would be the hv's (docs/kvm-notes.md).
+// smpFlake is the lab's known fault, seen only there: a boot that never
+// reached init after its boot vCPU reset while Linux brought up the others
+// (a triple fault in SMP bring-up), or after "APIC timer disabled due to
+// verification failure" (the LAPIC timer measured against PIT jiffies
+// while TCG was starved). "8254 timer not connected to IO-APIC" is not in
+// the list: that was the hv's own IRQ 0 routing, and a rerun must not hide
+// it coming back (docs/kvm-notes.md).
 func smpFlake(out string) bool {
 	if strings.Contains(out, "Run /init") {
 		return false
 	}
 	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") && strings.Contains(out, "Booting SMP configuration") ||
-		strings.Contains(out, "APIC timer disabled due to verification failure") ||
-		strings.Contains(out, "8254 timer not connected to IO-APIC")
+		strings.Contains(out, "APIC timer disabled due to verification failure")
 }
 
 // labBoots runs boots one after another in one lab.

@@ -53,6 +53,7 @@ var (
 // comments are from the start of the file.
 type SetupHeader struct {
 	SetupSects        uint8  `json:"setup_sects"`           // 0x1f1; 0 means 4
+	SysSize           uint32 `json:"syssize"`               // 0x1f4, protected-mode code in 16-byte units
 	BootFlag          uint16 `json:"boot_flag"`             // 0x1fe
 	Version           uint16 `json:"version"`               // 0x206
 	KernelVersionOff  uint16 `json:"kernel_version"`        // 0x20e, from 0x200
@@ -101,6 +102,7 @@ func ParseSetupHeader(b []byte) (*SetupHeader, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTruncated, len(b))
 	}
 	h.Version = le.Uint16(b[0x206:])
+	h.SysSize = le.Uint32(b[0x1f4:])
 	if h.Version < MinProtocol {
 		return nil, fmt.Errorf("%w: protocol %s", ErrOldProtocol, ProtocolString(h.Version))
 	}
