@@ -183,9 +183,6 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	}
 	defer v.Close()
 	con.SetInput(v.ConsoleInput)
-	if srv != nil {
-		go srv.Serve(v)
-	}
 	// SIGTERM, SIGINT and SIGHUP destroy the domain the orderly way, so
 	// that the exit file still says what happened.
 	sigs := make(chan os.Signal, 1)
@@ -200,12 +197,18 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	// Everything the hv opens is open: from here on it runs jailed
-	// (docs/security.md), before any guest instruction.
+	// (docs/security.md), before any guest instruction or control
+	// request.
 	if err := jail.Lockdown(); err != nil {
 		return fail(err)
 	}
 	if os.Getenv(testForbiddenEnv) == "main" {
 		forbiddenSyscall()
+	}
+	// Served only now, so that no request reaches an unjailed hv: a
+	// client that connected earlier waits in the listen backlog.
+	if srv != nil {
+		go srv.Serve(v)
 	}
 	e := v.Run()
 	fmt.Fprintf(stderr, "hv: domain ended: %s after %.3f s\n", e.Reason, time.Since(start).Seconds())

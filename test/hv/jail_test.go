@@ -58,22 +58,34 @@ func TestJailedStatus(t *testing.T) {
 	if os.Geteuid() == 0 && main["CapBnd"] != "0000000000000000" {
 		t.Errorf("hv's CapBnd: %q, want empty", main["CapBnd"])
 	}
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The control socket answers only once the process is jailed; the
+	// vCPU threads narrow themselves as Run starts them.
+	var tasks []string
 	stacked := 0
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var err error
+		if tasks, err = filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid)); err != nil {
+			t.Fatal(err)
+		}
+		stacked = 0
+		for _, p := range tasks {
+			if procStatus(t, p)["Seccomp_filters"] == "2" {
+				stacked++
+			}
+		}
+		if stacked == vcpus || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if stacked != vcpus {
+		t.Errorf("%d threads carry the vCPU filter, want %d (one per vCPU)", stacked, vcpus)
+	}
 	for _, p := range tasks {
 		st := procStatus(t, p)
 		if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" || st["CapEff"] != "0000000000000000" {
 			t.Errorf("thread %s: Seccomp %s, NoNewPrivs %s, CapEff %s", p, st["Seccomp"], st["NoNewPrivs"], st["CapEff"])
 		}
-		if st["Seccomp_filters"] == "2" {
-			stacked++
-		}
-	}
-	if stacked != vcpus {
-		t.Errorf("%d threads carry the vCPU filter, want %d (one per vCPU)", stacked, vcpus)
 	}
 	l.call(t, control.CmdResume)
 	r := l.wait(t)
