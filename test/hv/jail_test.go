@@ -47,7 +47,7 @@ func TestJailedStatus(t *testing.T) {
 	pid := l.cmd.Process.Pid
 	main := procStatus(t, fmt.Sprintf("/proc/%d/status", pid))
 	for k, want := range map[string]string{
-		"Seccomp": "2", "NoNewPrivs": "1", "Seccomp_filters": "1",
+		"Seccomp": "2", "NoNewPrivs": "1",
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapInh": "0000000000000000",
 		"CapAmb": "0000000000000000",
 	} {
