@@ -140,3 +140,36 @@ func TestJailKillsForbiddenSyscall(t *testing.T) {
 		})
 	}
 }
+
+// A disk image opened read-write is the domain's alone: a second domain
+// asking for it, read-write or read-only, is refused with the holder
+// named. Read-only sharing works.
+func TestDiskLock(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serial := guest(t, "serial")
+	holder := startHV(t, "--paused", "--name", "alpha", "--kernel", serial, "--memory", "32", "--disk", img)
+	holder.call(t, control.CmdStatus) // the disk is locked once the hv answers
+	want := fmt.Sprintf("in use read-write by domain alpha (hv pid %d)", holder.cmd.Process.Pid)
+	for _, spec := range []string{img, img + ",ro"} {
+		r := runHV(t, "--name", "beta", "--kernel", serial, "--memory", "32", "--disk", spec)
+		if r.code != control.ExitError || r.exit.Reason != control.ReasonError || !strings.Contains(r.exit.Detail, want) {
+			t.Errorf("second domain with --disk %s: code %d, exit %+v; want refused, %q\nstderr:\n%s", spec, r.code, r.exit, want, r.stderr)
+		}
+	}
+	holder.call(t, control.CmdDestroy)
+	expectEnd(t, holder.wait(t), control.ReasonDestroyed)
+
+	reader := startHV(t, "--paused", "--name", "gamma", "--kernel", serial, "--memory", "32", "--disk", img+",ro")
+	reader.call(t, control.CmdStatus)
+	r := runHV(t, "--kernel", serial, "--memory", "32", "--disk", img+",ro")
+	expectEnd(t, r, control.ReasonPoweroff)
+	r = runHV(t, "--kernel", serial, "--memory", "32", "--disk", img)
+	if r.code != control.ExitError || !strings.Contains(r.exit.Detail, "in use read-only by domain gamma") {
+		t.Errorf("read-write while gamma reads: code %d, exit %+v", r.code, r.exit)
+	}
+	reader.call(t, control.CmdDestroy)
+	expectEnd(t, reader.wait(t), control.ReasonDestroyed)
+}
