@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/jail"
 )
 
 // Toolstack runs domains: one detached hv process per domain, watched by
@@ -392,6 +393,9 @@ func exitReason(sock string, start time.Time, waitErr error) (string, string) {
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			if jail.KilledBySeccomp(ws) {
+				return "killed", jail.Explain(ee.Pid(), 500*time.Millisecond)
+			}
 			return "killed", "hv killed by signal " + ws.Signal().String()
 		}
 		return control.ReasonForCode(ee.ExitCode()), fmt.Sprintf("hv exit code %d without an exit file", ee.ExitCode())

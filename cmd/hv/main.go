@@ -1,3 +1,9 @@
+// Go 1.25 re-reads the CPU limit from cgroup files every second; under
+// the seccomp filter (docs/security.md) those opens are not the hv's to
+// make, and a domain's GOMAXPROCS need not follow later changes.
+//
+//go:debug updatemaxprocs=0
+
 // Command hv runs one xeno domain: see docs/hv.md.
 package main
 
@@ -14,6 +20,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/jail"
 	"github.com/xeno-hv/xeno/hv/logfile"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/internal/hostfile"
@@ -205,15 +212,13 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
 		Console: con, Log: stderr, Start: start, Paused: *paused,
+		VCPUStart: enterVCPU,
 	})
 	if err != nil {
 		return fail(err)
 	}
 	defer v.Close()
 	con.SetInput(v.ConsoleInput)
-	if srv != nil {
-		go srv.Serve(v)
-	}
 	// SIGTERM, SIGINT and SIGHUP destroy the domain the orderly way, so
 	// that the exit file still says what happened.
 	sigs := make(chan os.Signal, 1)
@@ -227,6 +232,20 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		case <-v.Done():
 		}
 	}()
+	// Everything the hv opens is open: from here on it runs jailed
+	// (docs/security.md), before any guest instruction or control
+	// request.
+	if err := jail.Lockdown(); err != nil {
+		return fail(err)
+	}
+	if os.Getenv(testForbiddenEnv) == "main" {
+		forbiddenSyscall()
+	}
+	// Served only now, so that no request reaches an unjailed hv: a
+	// client that connected earlier waits in the listen backlog.
+	if srv != nil {
+		go srv.Serve(v)
+	}
 	e := v.Run()
 	fmt.Fprintf(stderr, "hv: domain ended: %s after %.3f s\n", e.Reason, time.Since(start).Seconds())
 	return exit(e)
@@ -252,6 +271,28 @@ func checkHostMemory(mib int, unchecked bool, stderr io.Writer) error {
 	}
 	return errors.New(msg)
 }
+
+// testForbiddenEnv is a TESTS-ONLY hook (docs/hv.md): "main" makes the
+// hv call a syscall no list allows once it is jailed, "vcpu" one that
+// only the vCPU threads' filter forbids (openat) on each vCPU thread, so
+// that a test can see the filters kill the hv and the reason reported.
+const testForbiddenEnv = "XENO_HV_TEST_FORBIDDEN_SYSCALL"
+
+// enterVCPU runs on each vCPU thread before its first guest instruction.
+func enterVCPU() error {
+	if err := jail.EnterVCPU(); err != nil {
+		return err
+	}
+	if os.Getenv(testForbiddenEnv) == "vcpu" {
+		// openat(0, NULL): EFAULT if it ever ran.
+		_, _, _ = syscall.Syscall(syscall.SYS_OPENAT, 0, 0, 0)
+	}
+	return nil
+}
+
+// forbiddenSyscall calls mount(NULL, ...), which would fail with EFAULT
+// if it ever ran; no filter allows it.
+func forbiddenSyscall() { _, _, _ = syscall.Syscall6(syscall.SYS_MOUNT, 0, 0, 0, 0, 0, 0) }
 
 // admit applies the interface policy of hv/abi to --interface.
 func admit(build abi.Build, iface string, unchecked bool, stderr io.Writer) (abi.Interface, bool, error) {

@@ -87,7 +87,13 @@ func (l *File) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		if l.size > 0 && l.size+int64(len(p)) > l.max {
-			if err := l.rotate(); err != nil {
+			// The caller may be a vCPU thread, whose seccomp filter
+			// allows no open, rename or truncate (hv/jail). A locked
+			// thread runs no other goroutine, so this one runs on a
+			// thread under the process-wide filter, which allows them.
+			errc := make(chan error, 1)
+			go func() { errc <- l.rotate() }()
+			if err := <-errc; err != nil {
 				return n, err
 			}
 		}

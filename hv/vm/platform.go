@@ -74,6 +74,9 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			return fmt.Errorf("vm: disk %d: %w", i, err)
 		}
 		d.files = append(d.files, f)
+		if err := lockDisk(f, disk.Path, disk.ReadOnly); err != nil {
+			return fmt.Errorf("vm: disk %d: %w", i, err)
+		}
 		b, err := virtio.NewBlock(f, disk.ReadOnly)
 		if err != nil {
 			return fmt.Errorf("vm: disk %d: %w", i, err)

@@ -51,6 +51,11 @@ type Config struct {
 	// Paused starts the domain paused: every vCPU parks before its
 	// first KVM_RUN, so the guest executes nothing until Resume.
 	Paused bool
+
+	// VCPUStart, if set, runs on each vCPU's thread, locked to it for
+	// good, before its first KVM_RUN: cmd/hv installs the vCPU seccomp
+	// filter there. An error ends the domain.
+	VCPUStart func() error
 }
 
 // Disk is one virtio-blk backing file.
@@ -452,6 +457,12 @@ func (v *VM) runVCPU(c *vcpu) {
 	// signals that thread. The thread dies with the goroutine.
 	runtime.LockOSThread()
 	c.tid.Store(int32(unix.Gettid()))
+	if v.cfg.VCPUStart != nil {
+		if err := v.cfg.VCPUStart(); err != nil {
+			v.stop(control.ReasonError, fmt.Sprintf("vCPU %d: %v", c.c.ID, err))
+			return
+		}
+	}
 	for {
 		c.c.SetImmediateExit(false)
 		if v.park() {
