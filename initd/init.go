@@ -46,6 +46,14 @@ func Main() {
 			}
 		}
 	}
+	// xeno-init leads the console's session itself; the command runs as
+	// its foreground process group (runReaping). When a session leader
+	// exits, the kernel hangs its terminal up, and a hangup throws away
+	// what the UART has not sent yet: the recipe's last line was lost
+	// ("hypervisor xeno " and no more) when the command led the session.
+	if _, err := unix.Setsid(); err == nil {
+		unix.IoctlSetInt(0, unix.TIOCSCTTY, 0)
+	}
 	pinned, err := Pinned()
 	if err != nil {
 		fmt.Fprintln(out, err)
@@ -211,11 +219,12 @@ func runReaping(out io.Writer, argv []string) string {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
 	cmd.Dir = "/"
-	// A session with the console as controlling terminal gives a shell
-	// job control; without a tty on stdin, a plain new session.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	// The foreground process group of the console, which xeno-init's
+	// session holds (see Main), gives a shell job control and ^C; without
+	// a controlling tty, a plain process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err2 := cmd.Start(); err2 != nil {
 			return fmt.Sprintf("could not start: %v", err2)
 		}
@@ -250,10 +259,8 @@ func powerOff(out io.Writer, p Ports, clean bool) {
 	unix.Sync()
 	// What the command wrote may still sit in the tty and the UART; the
 	// shutdown port below ends the domain at once, so wait until the
-	// console has sent it (tcdrain). Seen lost: the recipe's last line.
-	for _, fd := range []int{1, 2} {
-		unix.IoctlSetInt(fd, unix.TCSBRK, 1)
-	}
+	// console has sent it. Seen lost: the recipe's last line.
+	drainConsole()
 	if p != nil {
 		// The power button calls this from another goroutine, on a thread
 		// that may not hold the ports (see Main): ask for them here.
@@ -267,6 +274,22 @@ func powerOff(out io.Writer, p Ports, clean bool) {
 	unix.Reboot(unix.LINUX_REBOOT_CMD_HALT)
 	for {
 		time.Sleep(time.Hour)
+	}
+}
+
+// drainConsole waits, up to 2 s, until the tty has handed everything
+// written to the UART. tcdrain (TCSBRK) would refuse: once the command
+// has ended, xeno-init is not in the console's foreground process group,
+// and its process group is orphaned, so job control answers EIO.
+// TIOCOUTQ has no such check.
+func drainConsole() {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		n1, err1 := unix.IoctlGetInt(1, unix.TIOCOUTQ)
+		n2, err2 := unix.IoctlGetInt(2, unix.TIOCOUTQ)
+		if (err1 != nil || n1 == 0) && (err2 != nil || n2 == 0) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
