@@ -10,12 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 const (
@@ -32,6 +33,9 @@ const (
 	// maxZstdWindow bounds the zstd decoder's memory: dpkg-deb uses small
 	// windows, and an archive asking for more is refused, not obeyed.
 	maxZstdWindow = 1 << 28
+	// maxDeb bounds the package file itself: linux-source, the largest
+	// .deb xeno reads, is about 150 MiB.
+	maxDeb = 1 << 30
 )
 
 // Package is an opened .deb: its file, the file's sha256, the fields of its
@@ -54,23 +58,17 @@ type member struct {
 // Open reads the ar index of the .deb at path, checks its members and
 // parses the control file. It hashes the whole file on the way.
 func Open(path string) (*Package, error) {
-	f, err := os.Open(path)
+	// A FIFO named as the package must be refused, not waited on.
+	f, size, err := hostfile.OpenRegular(path, maxDeb)
 	if err != nil {
 		return nil, fmt.Errorf("debs: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("debs: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("debs: %s: not a regular file", path)
-	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(f, size)); err != nil {
 		return nil, fmt.Errorf("debs: %s: %w", path, err)
 	}
-	p, err := parse(f, st.Size())
+	p, err := parse(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("debs: %s: %w", path, err)
 	}
@@ -287,7 +285,7 @@ func ParseControl(b []byte) (map[string]string, error) {
 // regular files); fn must bound what it reads. An error from fn stops the
 // walk and is returned as is.
 func (p *Package) Walk(fn func(hdr *tar.Header, r io.Reader) error) error {
-	f, err := os.Open(p.Path)
+	f, _, err := hostfile.OpenRegular(p.Path, maxDeb)
 	if err != nil {
 		return fmt.Errorf("debs: %w", err)
 	}

@@ -544,9 +544,9 @@ func TestImportChecksWholeImage(t *testing.T) {
 	})
 }
 
-// A FIFO or a device named as the bzImage is refused at once: the import
-// neither waits for a writer nor reads /dev/zero without end.
-func TestImportBzImageRefusesNonFiles(t *testing.T) {
+// A FIFO or a device named as the bzImage or the .deb is refused at once:
+// the import neither waits for a writer nor reads /dev/zero without end.
+func TestImportRefusesNonFiles(t *testing.T) {
 	dir := t.TempDir()
 	s, err := kernels.Open(filepath.Join(dir, "store"))
 	if err != nil {
@@ -556,19 +556,22 @@ func TestImportBzImageRefusesNonFiles(t *testing.T) {
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]string{fifo: "a FIFO, not a regular file", "/dev/zero": "a character device, not a regular file"} {
-		done := make(chan error, 1)
-		go func() {
-			_, err := s.ImportBzImage(path)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Errorf("import %s: %v, want %q", path, err, want)
+	imports := map[string]func(string) (*kernels.Kernel, error){"bzImage": s.ImportBzImage, "deb": s.ImportDeb}
+	for kind, importFn := range imports {
+		for path, want := range map[string]string{fifo: "a FIFO, not a regular file", "/dev/zero": "a character device, not a regular file"} {
+			done := make(chan error, 1)
+			go func() {
+				_, err := importFn(path)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("import %s %s: %v, want %q", kind, path, err, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("import %s %s still runs after 10 s", kind, path)
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("import %s still runs after 10 s", path)
 		}
 	}
 }
