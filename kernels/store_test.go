@@ -523,6 +523,25 @@ func TestImportChecksWholeImage(t *testing.T) {
 		if _, err := s.ImportBzImage(p); err != nil {
 			t.Errorf("intact bzImage refused: %v", err)
 		}
+
+		// Signed by sbsign, as Debian's signed kernels are: the appended
+		// signature and the PE fields it fills do not break the CRC
+		// check, which still guards the LZ4 payload (no checksum of its
+		// own) against a flipped bit.
+		signed := sbsign(t, p)
+		try(t, s, dir, "signed, payload bit flipped", flip(signed, (start+end)/2), "PE signature fields zeroed")
+		ps := filepath.Join(dir, "signed")
+		if err := os.WriteFile(ps, signed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A fresh store: this one holds the unsigned image's release.
+		s2, err := kernels.Open(filepath.Join(dir, "store2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s2.ImportBzImage(ps); err != nil {
+			t.Errorf("signed intact bzImage refused: %v", err)
+		}
 	})
 
 	// zstd carries its own checksum: bit flips in the payload are found
@@ -574,4 +593,27 @@ func TestImportRefusesNonFiles(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sbsign signs the bzImage at path with a throw-away key, with the tool
+// Debian's signed kernels go through.
+func sbsign(t *testing.T, path string) []byte {
+	t.Helper()
+	openssl := testenv.RequireCmd(t, "openssl")
+	sb := testenv.RequireCmd(t, "sbsign")
+	dir := t.TempDir()
+	key, cert, out := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "signed")
+	for _, c := range [][]string{
+		{openssl, "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=xeno test", "-days", "1", "-keyout", key, "-out", cert},
+		{sb, "--key", key, "--cert", cert, "--output", out, path},
+	} {
+		if b, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, b)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -8,6 +8,9 @@ DEB_PKGS += apt lz4 zstd xz-utils kmod qemu-system-x86
 # (docs/kernels.md): Kbuild's own tools, objtool's libelf, patch(1) for
 # kernels/patches, tar+xz to unpack the source.
 DEB_PKGS += make gcc flex bison bc libelf-dev libssl-dev patch tar xz-utils
+# sbsign signs a kernel as Debian's signed packages are, so the import's
+# CRC check is tested on a real signature (openssl makes its key).
+DEB_PKGS += sbsigntool openssl
 
 # The xeno guest kernel of recipes/minimal.toml, built once per machine
 # into the kernel store (keyed by its inputs; a rebuild is a cache hit).

@@ -1,6 +1,7 @@
 package kformat
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,9 +26,11 @@ const maxInitSize = 1 << 30
 // the ELF inside, and init_size against the memory that ELF spans.
 //
 // An image longer than it declares was changed after the build, as
-// signing does (sbsign rewrites the PE checksum and appends the
-// signature), so its CRC no longer holds and is not checked; everything
-// else is.
+// signing does: sbsign appends the signature and fills two PE header
+// fields, CheckSum and the Certificate Table entry, that build.c left
+// zero. The CRC is then checked over the declared image with those two
+// fields zeroed again, so that a payload without a checksum of its own
+// (LZ4) stays guarded in a signed kernel too.
 func CheckImage(b []byte) (*SetupHeader, *ELFInfo, error) {
 	h, err := ParseSetupHeader(b)
 	if err != nil {
@@ -46,13 +49,8 @@ func CheckImage(b []byte) (*SetupHeader, *ELFInfo, error) {
 	if payloadEnd > declared {
 		return nil, nil, fmt.Errorf("%w: payload ends at %#x, beyond the %d-byte image the header declares", ErrCorrupt, payloadEnd, declared)
 	}
-	if declared == uint64(len(b)) {
-		// build.c's CRC: IEEE, initial ~0, not inverted at the end,
-		// stored little-endian in the last 4 bytes.
-		want := binary.LittleEndian.Uint32(b[len(b)-4:])
-		if got := ^crc32.ChecksumIEEE(b[:len(b)-4]); got != want {
-			return nil, nil, fmt.Errorf("%w: image CRC32 is %08x, its trailer says %08x", ErrCorrupt, got, want)
-		}
+	if err := checkCRC(b[:declared], uint64(len(b))-declared); err != nil {
+		return nil, nil, err
 	}
 	vmlinux, err := DecompressPayload(h.Payload(b))
 	if err != nil {
@@ -70,4 +68,53 @@ func CheckImage(b []byte) (*SetupHeader, *ELFInfo, error) {
 		return nil, nil, fmt.Errorf("%w: init_size %d does not cover the %d bytes the kernel spans in memory (limit %d)", ErrCorrupt, h.InitSize, hi-lo, maxInitSize)
 	}
 	return h, info, nil
+}
+
+// PE32+ offsets, from the PE format's optional header: CheckSum, and the
+// Certificate Table, data directory entry 4 (8 bytes: file offset, size).
+const (
+	peOptHeader     = 24 // after "PE\0\0" and the 20-byte COFF header
+	peMagicPE32Plus = 0x20b
+	peCheckSum      = 64
+	peCertTable     = 112 + 4*8
+)
+
+// checkCRC checks build.c's CRC32 (IEEE, initial ~0, not inverted at the
+// end, stored little-endian in the last 4 bytes) over image, the bytes
+// the setup header declares; appended bytes followed it in the file.
+func checkCRC(image []byte, appended uint64) error {
+	want := binary.LittleEndian.Uint32(image[len(image)-4:])
+	body := image[:len(image)-4]
+	how := ""
+	if appended > 0 {
+		if pe, ok := peHeader(body); ok {
+			body = bytes.Clone(body)
+			clear(body[pe+peOptHeader+peCheckSum:][:4])
+			clear(body[pe+peOptHeader+peCertTable:][:8])
+			how = fmt.Sprintf(" (over the declared image, with %d bytes appended after it and the PE signature fields zeroed)", appended)
+		} else {
+			how = fmt.Sprintf(" (over the declared image, with %d bytes appended after it)", appended)
+		}
+	}
+	if got := ^crc32.ChecksumIEEE(body); got != want {
+		return fmt.Errorf("%w: image CRC32 is %08x%s, its trailer says %08x", ErrCorrupt, got, how, want)
+	}
+	return nil
+}
+
+// peHeader finds the PE32+ header an EFI-stub bzImage carries in its boot
+// sector, returning the offset of its "PE\0\0" signature.
+func peHeader(b []byte) (int, bool) {
+	if len(b) < 0x40 || b[0] != 'M' || b[1] != 'Z' {
+		return 0, false
+	}
+	pe := int(binary.LittleEndian.Uint32(b[0x3c:]))
+	end := pe + peOptHeader + peCertTable + 8
+	if pe <= 0 || end > len(b) || end < pe {
+		return 0, false
+	}
+	if string(b[pe:pe+4]) != "PE\x00\x00" || binary.LittleEndian.Uint16(b[pe+peOptHeader:]) != peMagicPE32Plus {
+		return 0, false
+	}
+	return pe, true
 }
