@@ -16,9 +16,9 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/abi"
+	"github.com/xeno-hv/xeno/internal/testenv"
 	"github.com/xeno-hv/xeno/kernels/kformat"
 )
 
@@ -248,38 +248,13 @@ func TestReadHost(t *testing.T) {
 	}
 }
 
-// within fails the test if f has not returned after 5 s: a FIFO that
-// blocks the open is one of the bugs these tests are for.
-func within(t *testing.T, f func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatal("still blocked after 5 s")
-		return nil
-	}
-}
-
 // Kernel, ramdisk and disks that are not files, or too big, are refused
 // quickly, each naming the file and the rule, and nothing is read from
 // them: no hang on a FIFO, no endless read of /dev/zero.
 func TestCheckRefusesSpecialFiles(t *testing.T) {
 	dir := t.TempDir()
 	k := writeFile(t, dir, "vmlinuz", fakeBzImage(0x020f, 1))
-	fifo := filepath.Join(dir, "fifo")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sparse := filepath.Join(dir, "initrd.img")
-	if err := os.WriteFile(sparse, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(sparse, 4<<30); err != nil {
-		t.Fatal(err)
-	}
+	fifo, sparse := testenv.HostileFiles(t)
 	hv := build("1.2.0", "x")
 	for _, tc := range []struct {
 		name string
@@ -302,7 +277,7 @@ func TestCheckRefusesSpecialFiles(t *testing.T) {
 			cfg.MemoryMiB, cfg.VCPUs, cfg.Interface = 32, 1, "1.2"
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			err := within(t, func() error { _, err := Check(&cfg, CheckOptions{Build: hv, Host: bigHost}); return err })
+			err := testenv.Within(t, 5*time.Second, func() error { _, err := Check(&cfg, CheckOptions{Build: hv, Host: bigHost}); return err })
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v, want %q", err, tc.want)

@@ -10,23 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xeno-hv/xeno/internal/testenv"
 	"golang.org/x/sys/unix"
 )
-
-// within fails the test if f does not return in time: a blocking open
-// is the bug these tests exist for.
-func within(t *testing.T, f func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatal("still blocked after 5 s")
-		return nil
-	}
-}
 
 func special(t *testing.T) map[string]string {
 	t.Helper()
@@ -59,7 +45,7 @@ func TestReadRegularRefusesSpecialFiles(t *testing.T) {
 			t.Logf("%s: %v: skipped", path, err)
 			continue
 		}
-		err := within(t, func() error { _, err := ReadRegular(path, MaxKernel); return err })
+		err := testenv.Within(t, 5*time.Second, func() error { _, err := ReadRegular(path, MaxKernel); return err })
 		if err == nil || !strings.Contains(err.Error(), path+": "+what) {
 			t.Errorf("%s: %v, want %q", path, err, what)
 		}
@@ -75,7 +61,7 @@ func TestOpenDiskRefusesSpecialFiles(t *testing.T) {
 			continue
 		}
 		for _, ro := range []bool{true, false} {
-			err := within(t, func() error {
+			err := testenv.Within(t, 5*time.Second, func() error {
 				f, err := OpenDisk(path, ro)
 				if f != nil {
 					f.Close()

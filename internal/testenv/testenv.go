@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -238,4 +239,40 @@ func LockHeavy() (unlock func(), err error) {
 		return nil, fmt.Errorf("testenv: lock %s: %w", f.Name(), err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// Within runs f and fails the test if it has not returned after d: for
+// tests of inputs (a FIFO, /dev/zero) that once blocked an open or read
+// without end, a hang is the failure.
+func Within(t testing.TB, d time.Duration, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("still blocked after %v", d)
+		return nil
+	}
+}
+
+// HostileFiles makes, in a fresh directory, a FIFO (an open waits for a
+// writer) and a 4 GiB sparse file (free on disk, costly to read): the
+// inputs that hung or ballooned the hv, xl and the kernel store.
+func HostileFiles(t testing.TB) (fifo, sparse string) {
+	t.Helper()
+	dir := t.TempDir()
+	fifo = filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sparse = filepath.Join(dir, "initrd.img")
+	if err := os.WriteFile(sparse, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sparse, 4<<30); err != nil {
+		t.Fatal(err)
+	}
+	return fifo, sparse
 }

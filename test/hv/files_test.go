@@ -3,15 +3,12 @@ package hv_test
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/internal/testenv"
@@ -27,18 +24,7 @@ import (
 func TestFileRefusals(t *testing.T) {
 	bin := testenv.Bin(t, "hv")
 	k := guest(t, "serial")
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sparse := filepath.Join(dir, "initrd.img")
-	if err := os.WriteFile(sparse, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(sparse, 4<<30); err != nil {
-		t.Fatal(err)
-	}
+	fifo, sparse := testenv.HostileFiles(t)
 	for _, c := range []struct {
 		name string
 		args []string

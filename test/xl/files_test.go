@@ -5,14 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
@@ -24,14 +20,7 @@ import (
 func TestFileRefusals(t *testing.T) {
 	e := newEnv(t)
 	k := guest(t, "shutdown")
-	fifo := filepath.Join(e.dir, "fifo")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sparse := e.write("initrd.img", "")
-	if err := os.Truncate(sparse, 4<<30); err != nil {
-		t.Fatal(err)
-	}
+	fifo, sparse := testenv.HostileFiles(t)
 	cfg := func(extra string) string {
 		return e.write("g.cfg", fmt.Sprintf("name = \"f\"\nkernel = %q\nmemory = 32\ninterface = \"1.2\"\n%s\n", k, extra))
 	}
