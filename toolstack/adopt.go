@@ -33,6 +33,12 @@ func (r *Record) Orphaned() bool {
 	if r.MonitorPid == 0 || r.monitorAlive() {
 		return false
 	}
+	return r.monitored()
+}
+
+// monitored reports whether r is in a state that needs a monitor: its hv
+// runs, or it is between an hv's end and its restart.
+func (r *Record) monitored() bool {
 	return r.State == StateRunning || (r.State == StateCreating && r.Restarts > 0)
 }
 
@@ -73,6 +79,25 @@ func (t *Toolstack) StartAdopter(id int) error {
 // been applied. A domain with a live monitor is left alone (ready(nil),
 // nil): two xl commands may race to adopt one domain.
 func (t *Toolstack) Adopt(id int, ready func(error)) error {
+	return t.adopt(id, 0, ready)
+}
+
+// TakeOver is the body of `xl __monitor --adopt --handover ID`: Adopt,
+// but from the live monitor from, which is handing the domain over (xl
+// create -F on Ctrl-C) and exits once ready is told. Unlike an adopter,
+// it is refused with an error when the domain is not from's to give.
+func (t *Toolstack) TakeOver(id, from int, ready func(error)) error {
+	return t.adopt(id, from, ready)
+}
+
+// HandOver makes a detached monitor take domain id over from this
+// process, which is its live monitor, and returns once it has: the
+// caller may then exit without leaving the domain orphaned for a moment.
+func (t *Toolstack) HandOver(id int) error {
+	return t.spawnMonitor(id, []string{"__monitor", "--adopt", "--handover", strconv.Itoa(id)}, adoptTimeout)
+}
+
+func (t *Toolstack) adopt(id, from int, ready func(error)) error {
 	told := false
 	tell := func(err error) {
 		if !told {
@@ -82,7 +107,11 @@ func (t *Toolstack) Adopt(id int, ready func(error)) error {
 	}
 	defer tell(nil)
 	r, err := t.update(id, func(r *Record) error {
-		if !r.Orphaned() {
+		if from != 0 {
+			if r.MonitorPid != from || !r.monitored() {
+				return fmt.Errorf("toolstack: domain %s (ID %d) is not monitor %d's to hand over (state %s, monitor %d)", r.Name, id, from, r.State, r.MonitorPid)
+			}
+		} else if !r.Orphaned() {
 			return errMonitored
 		}
 		r.MonitorPid, r.MonitorStart = os.Getpid(), procStart(os.Getpid())
@@ -102,7 +131,11 @@ func (t *Toolstack) Adopt(id int, ready func(error)) error {
 		return t.monitor(id, CreateOptions{}, nil, false)
 	}
 	if r.HVAlive() {
-		fmt.Fprintf(os.Stderr, "xl monitor: adopted domain %s (ID %d, hv pid %d): its monitor died\n", r.Name, id, r.HVPid)
+		why := "its monitor died"
+		if from != 0 {
+			why = fmt.Sprintf("handed over by monitor %d", from)
+		}
+		fmt.Fprintf(os.Stderr, "xl monitor: adopted domain %s (ID %d, hv pid %d): %s\n", r.Name, id, r.HVPid, why)
 		// The hv writes console.log itself (--console-log): nothing to
 		// mirror.
 		tell(nil)

@@ -366,3 +366,55 @@ func TestWaitExit(t *testing.T) {
 		t.Fatal("waitExit waited for a process that reused the pid")
 	}
 }
+
+// xl create -F hands its domain over on Ctrl-C: only the live monitor
+// itself may give the domain away, and the taker then holds it at once
+// (no xl command has to find an orphan first). An adopter leaves a
+// domain with a live monitor alone.
+func TestTakeOverFromLiveMonitor(t *testing.T) {
+	ts := newToolstack(t)
+	hv, hvStart := fakeHV(t)
+	mon, monStart := fakeHV(t) // stands in for the live xl create -F
+	r := orphan(t, ts, "fg", hv, hvStart, nil)
+	r.MonitorPid, r.MonitorStart = mon, monStart
+	if err := ts.State.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Orphaned() {
+		t.Fatal("a domain with a live monitor counts as orphaned")
+	}
+	if err := ts.TakeOver(r.ID, hv, func(error) {}); err == nil || !strings.Contains(err.Error(), "not monitor") {
+		t.Errorf("take-over from a process that is not the monitor: %v", err)
+	}
+	ready := make(chan error, 2)
+	if err := ts.Adopt(r.ID, func(err error) { ready <- err }); err != nil || <-ready != nil {
+		t.Errorf("adopter of a monitored domain: %v", err)
+	}
+	if cur, _ := ts.State.Load(r.ID); cur.MonitorPid != mon {
+		t.Fatalf("an adopter took a monitored domain: %+v", cur)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- ts.TakeOver(r.ID, mon, func(err error) { ready <- err }) }()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("ready: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the taker never said it holds the domain")
+	}
+	if cur, err := ts.State.Load(r.ID); err != nil || cur.MonitorPid != os.Getpid() {
+		t.Fatalf("after the hand-over: %+v, %v", cur, err)
+	}
+	writeExit(t, r, control.ReasonPoweroff, time.Now())
+	_ = syscall.Kill(hv, syscall.SIGKILL)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the taker did not see its hv end")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -126,9 +127,15 @@ func createCmd(io IO, args []string) error {
 	if fg {
 		// -F: this process is the monitor; it returns when the domain
 		// is gone (or preserved).
+		started := make(chan struct{})
+		stop := handOverOnSignal(io, ts, rec, started)
+		defer stop()
 		return ts.Monitor(rec.ID, opt, func(err error) {
-			if err == nil && !quiet {
-				fmt.Fprintf(io.Stderr, "Started domain %s (id=%d)\n", rec.Name, rec.ID)
+			if err == nil {
+				close(started)
+				if !quiet {
+					fmt.Fprintf(io.Stderr, "Started domain %s (id=%d)\n", rec.Name, rec.ID)
+				}
 			}
 		})
 	}
@@ -142,6 +149,37 @@ func createCmd(io IO, args []string) error {
 		return attach(io, ts, strconv.Itoa(rec.ID))
 	}
 	return nil
+}
+
+// handOverOnSignal makes Ctrl-C (or SIGTERM, SIGHUP) of xl create -F
+// leave the domain running under a detached monitor, as if it had been
+// created without -F: the guest is not the terminal's to kill (its hv
+// has a session of its own), and a domain without a monitor would have
+// its end seen only by the next xl command. Before the domain has
+// started, a signal ends xl as it always did.
+func handOverOnSignal(io IO, ts *toolstack.Toolstack, rec *toolstack.Record, started <-chan struct{}) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			return
+		case sig := <-sigs:
+			select {
+			case <-started:
+			default:
+				os.Exit(128 + int(sig.(unix.Signal)))
+			}
+			if err := ts.HandOver(rec.ID); err != nil {
+				fmt.Fprintf(io.Stderr, "xl create: %v; domain %s (id=%d) runs on without a monitor until the next xl command adopts it\n", err, rec.Name, rec.ID)
+			} else {
+				fmt.Fprintf(io.Stderr, "xl create: domain %s (id=%d) runs on, handed over to a background monitor\n", rec.Name, rec.ID)
+			}
+			os.Exit(128 + int(sig.(unix.Signal)))
+		}
+	}()
+	return func() { signal.Stop(sigs); close(done) }
 }
 
 // printPlan is xl create -n's output: the resolved config as JSON, then
@@ -166,8 +204,8 @@ func printPlan(io IO, p *toolstack.Plan) {
 // and `xl __monitor --adopt ID`, the one that takes over a domain whose
 // monitor died.
 func monitorCmd(io IO, args []string) error {
-	var paused, adopt bool
-	pos, err := flags(args, map[string]*bool{"p": &paused, "adopt": &adopt})
+	var paused, adopt, handover bool
+	pos, err := flags(args, map[string]*bool{"p": &paused, "adopt": &adopt, "handover": &handover})
 	if err != nil {
 		return err
 	}
@@ -197,6 +235,10 @@ func monitorCmd(io IO, args []string) error {
 			fmt.Fprint(ready, "ok\n")
 		}
 		ready.Close()
+	}
+	if adopt && handover {
+		// The monitor handing over is the parent that started us.
+		return ts.TakeOver(id, os.Getppid(), tell)
 	}
 	if adopt {
 		return ts.Adopt(id, tell)

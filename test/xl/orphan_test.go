@@ -151,7 +151,8 @@ func TestOrphanAdopted(t *testing.T) {
 		t.Errorf("live still listed: %+v", d)
 	}
 
-	// Ctrl-C of xl create -F: the hv runs on; xl shutdown -w adopts it,
+	// Ctrl-C of xl create -F: the hv runs on, handed over at once to a
+	// detached monitor (no xl command has to adopt it); xl shutdown -w
 	// shuts it down and returns.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -173,6 +174,15 @@ func TestOrphanAdopted(t *testing.T) {
 	_ = c.Wait()
 	if gone(fg.HVPid) {
 		t.Fatal("Ctrl-C of xl create -F stopped the hv")
+	}
+	mu.Lock()
+	said := out.String()
+	mu.Unlock()
+	if !strings.Contains(said, "domain fg (id=") || !strings.Contains(said, "handed over to a background monitor") {
+		t.Errorf("xl create -F said on Ctrl-C:\n%s", said)
+	}
+	if r := e.record(fg.ID); r.MonitorPid <= 0 || r.MonitorPid == c.Process.Pid || gone(r.MonitorPid) {
+		t.Errorf("after Ctrl-C of create -F the domain has no live monitor: %+v (xl create -F was pid %d)", r, c.Process.Pid)
 	}
 	o, errs, code = e.run("shutdown", "-w", "-t", "30", "fg")
 	if code != 0 || e.find("fg") != nil {
