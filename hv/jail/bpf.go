@@ -14,13 +14,15 @@ import (
 
 // Rule allows one system call, on x86-64 numbering. With Mask set it is
 // allowed only when (low 32 bits of argument Arg >> Shift) & Mask ==
-// Value; any other use of that call kills the process.
+// Value, and when And is set, And's check (its Nr unused) must hold as
+// well; any other use of that call kills the process.
 type Rule struct {
 	Nr    uint32
 	Arg   int // 0 to 5
 	Shift uint32
 	Mask  uint32
 	Value uint32
+	And   *Rule
 }
 
 // seccomp_data offsets (<linux/seccomp.h>): nr, arch, instruction
@@ -60,8 +62,8 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 		if seen[r.Nr] {
 			return nil, fmt.Errorf("jail: syscall %d listed twice", r.Nr)
 		}
-		if r.Arg < 0 || r.Arg > 5 {
-			return nil, fmt.Errorf("jail: syscall %d: argument %d out of range", r.Nr, r.Arg)
+		if r.Arg < 0 || r.Arg > 5 || r.And != nil && (r.Mask == 0 || r.And.Mask == 0 || r.And.And != nil || r.And.Arg < 0 || r.And.Arg > 5) {
+			return nil, fmt.Errorf("jail: syscall %d: argument %d out of range, or a second check without a first", r.Nr, r.Arg)
 		}
 		seen[r.Nr] = true
 	}
@@ -79,16 +81,23 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 			continue
 		}
 		// Little-endian: the low half of argument n is at 16 + 8n. The
-		// number matched, so a wrong argument kills at once.
-		p = append(p,
-			jump(jeq, r.Nr, 0, 6),
-			stmt(ld, uint32(offArgs+8*r.Arg)),
-			stmt(rsh, r.Shift),
-			stmt(and, r.Mask),
-			jump(jeq, r.Value, 0, 1),
-			stmt(ret, allow),
-			stmt(ret, kill),
-		)
+		// number matched, so a wrong argument kills at once: each check
+		// jumps to the block's final kill.
+		checks := []Rule{r}
+		if r.And != nil {
+			checks = append(checks, *r.And)
+		}
+		k := uint8(len(checks))
+		p = append(p, jump(jeq, r.Nr, 0, 4*k+1))
+		for i, c := range checks {
+			p = append(p,
+				stmt(ld, uint32(offArgs+8*c.Arg)),
+				stmt(rsh, c.Shift),
+				stmt(and, c.Mask),
+				jump(jeq, c.Value, 0, 4*(k-uint8(i))-3),
+			)
+		}
+		p = append(p, stmt(ret, allow), stmt(ret, kill))
 	}
 	p = append(p, stmt(ret, kill))
 	if len(p) > unix.BPF_MAXINSNS {

@@ -3,6 +3,7 @@ package jail
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,27 @@ func child(mode string) int {
 			}
 		}
 		fmt.Println("wrote")
+	case "unix-dial":
+		// virtio-vsock's connect to <uds>_PORT: a Unix stream socket.
+		c, err := net.Dial("unix", os.Getenv("XENO_JAIL_TEST_SOCK"))
+		if err == nil {
+			c.Close()
+		}
+		fmt.Println("dial:", err)
+	case "inet-socket":
+		unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		fmt.Println("survived socket(AF_INET)")
+	case "unix-dgram":
+		unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+		fmt.Println("survived socket(AF_UNIX, SOCK_DGRAM)")
+	case "vcpu-socket":
+		runtime.LockOSThread()
+		if err := EnterVCPU(); err != nil {
+			fmt.Println("enter:", err)
+			return 3
+		}
+		unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		fmt.Println("survived socket on a vCPU thread")
 	case "tty-ioctl":
 		// ioctl is allowed for KVM requests only.
 		unix.Syscall(unix.SYS_IOCTL, 0, unix.TCGETS, 0)
@@ -165,6 +187,9 @@ func TestForbiddenKills(t *testing.T) {
 		{"vcpu-open", "survived openat"},
 		{"tty-ioctl", "survived TCGETS"},
 		{"fork", "survived fork"},
+		{"inet-socket", "survived socket(AF_INET)"},
+		{"unix-dgram", "survived socket(AF_UNIX, SOCK_DGRAM)"},
+		{"vcpu-socket", "survived socket on a vCPU thread"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			out, ps := runChild(t, tc.mode)
@@ -172,6 +197,22 @@ func TestForbiddenKills(t *testing.T) {
 				t.Fatalf("child %s ended %v, want killed by SIGSYS after lockdown:\n%s", tc.mode, ps, out)
 			}
 		})
+	}
+}
+
+// TestUnixDialAllowed: the process filter lets the hv connect to a Unix
+// stream socket, as virtio-vsock does for the guest's connections.
+func TestUnixDialAllowed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("XENO_JAIL_TEST_SOCK", path)
+	out, ps := runChild(t, "unix-dial")
+	if !ps.Success() || !strings.Contains(out, "dial: <nil>\n") {
+		t.Fatalf("child ended %v, want its dial done:\n%s", ps, out)
 	}
 }
 

@@ -59,8 +59,14 @@ var vcpuRules = []Rule{
 // netpoller), read vCPU run times from /proc, write exit.json atomically
 // (create, fchmod, fsync, rename), remove the sockets at exit, start
 // threads for the Go runtime (clone, only with CLONE_THREAD: never a new
-// process), and install each vCPU's filter.
+// process), install each vCPU's filter, and connect virtio-vsock's
+// guest-initiated connections to <uds>_PORT (a Unix stream socket only;
+// connect's address is a pointer seccomp cannot read, see
+// docs/security.md).
 var processRules = []Rule{
+	{Nr: unix.SYS_SOCKET, Arg: 0, Mask: 0xffffffff, Value: unix.AF_UNIX,
+		And: &Rule{Arg: 1, Mask: sockTypeMask, Value: unix.SOCK_STREAM}},
+	{Nr: unix.SYS_CONNECT},
 	{Nr: unix.SYS_READ},
 	{Nr: unix.SYS_CLOSE},
 	{Nr: unix.SYS_ACCEPT4},
@@ -94,6 +100,10 @@ var processRules = []Rule{
 	{Nr: unix.SYS_RT_SIGACTION},
 	{Nr: unix.SYS_SCHED_GETAFFINITY},
 }
+
+// sockTypeMask is SOCK_TYPE_MASK: the type without SOCK_NONBLOCK and
+// SOCK_CLOEXEC, which Go always adds.
+const sockTypeMask = 0xf
 
 // VCPU is the allowlist of a vCPU thread.
 func VCPU() []Rule { return Union(vcpuRules, runtimeRules) }

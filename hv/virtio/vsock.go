@@ -171,18 +171,15 @@ func (c *vconn) credit() uint32 {
 }
 
 // NewVsock returns a socket device for guest CID cid whose host side is
-// the Unix socket uds (listened on now) and the sockets uds_PORT. It
-// accepts host clients only once Start is called.
-func NewVsock(cid uint64, uds string) (*Vsock, error) {
+// ln, listening on the Unix socket uds, and the sockets uds_PORT. It
+// accepts host clients only once Start is called, and closes ln on
+// Close.
+func NewVsock(cid uint64, uds string, ln *net.UnixListener) (*Vsock, error) {
 	if cid < 3 || cid >= 0xffffffff {
 		return nil, fmt.Errorf("virtio: vsock cid %d: want 3 to %d", cid, uint32(0xfffffffe))
 	}
-	if uds == "" {
-		return nil, errors.New("virtio: vsock needs a Unix socket path")
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: uds, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("virtio: vsock: %w", err)
+	if uds == "" || ln == nil {
+		return nil, errors.New("virtio: vsock needs a Unix socket and its path")
 	}
 	d := &Vsock{cid: cid, uds: uds, ln: ln, conns: map[connKey]*vconn{}, config: make([]byte, 8)}
 	d.cond = sync.NewCond(&d.mu)

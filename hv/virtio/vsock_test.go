@@ -56,7 +56,11 @@ func newVsockRig(t testing.TB) *vsockRig {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	r := &vsockRig{t: t, mem: make(ram, 2<<20), uds: filepath.Join(dir, "v.sock"), cid: 7}
-	r.vs, err = NewVsock(r.cid, r.uds)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.uds, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.vs, err = NewVsock(r.cid, r.uds, ln)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +310,7 @@ func TestVsockIdentity(t *testing.T) {
 		}
 	}
 	for _, cid := range []uint64{0, 1, 2, 0xffffffff, 1 << 40} {
-		if _, err := NewVsock(cid, r.uds+"x"); err == nil {
+		if _, err := NewVsock(cid, r.uds, r.vs.ln); err == nil {
 			t.Errorf("cid %d accepted", cid)
 		}
 	}
