@@ -88,7 +88,7 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 			checks = append(checks, *r.And)
 		}
 		k := uint8(len(checks))
-		p = append(p, jump(jeq, r.Nr, 0, 4*k+1))
+		p = append(p, jump(jeq, r.Nr, 0, 4*k+2))
 		for i, c := range checks {
 			p = append(p,
 				stmt(ld, uint32(offArgs+8*c.Arg)),
