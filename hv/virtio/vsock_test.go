@@ -28,6 +28,7 @@ type vsockRig struct {
 	uds  string
 	cid  uint64
 	irqs int
+	irq  chan struct{} // a token each time the line goes high
 
 	avail    [3]uint16
 	seenUsed [3]uint16
@@ -55,7 +56,7 @@ func newVsockRig(t testing.TB) *vsockRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &vsockRig{t: t, mem: make(ram, 2<<20), uds: filepath.Join(dir, "v.sock"), cid: 7}
+	r := &vsockRig{t: t, mem: make(ram, 2<<20), uds: filepath.Join(dir, "v.sock"), cid: 7, irq: make(chan struct{}, 1)}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.uds, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +69,10 @@ func newVsockRig(t testing.TB) *vsockRig {
 	r.dev, err = NewMMIO(r.mem, r.vs, func(l bool) {
 		if l {
 			r.irqs++
+			select {
+			case r.irq <- struct{}{}:
+			default:
+			}
 		}
 	})
 	if err != nil {
