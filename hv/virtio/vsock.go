@@ -141,8 +141,8 @@ type vconn struct {
 	dead  bool
 	done  chan struct{} // closed when the connection dies: its socket is closed
 
-	// Guest to host. rxCnt-fwdCnt, the bytes held, never exceeds
-	// VsockBufAlloc.
+	// Guest to host. rxCnt-sentFwd, the most the guest may have sent
+	// beyond what it was told was taken, never exceeds VsockBufAlloc.
 	greeting        []byte // "OK <port>\n", written to the host before any data
 	toHost          []byte // from the guest, not yet taken by the writer
 	rxCnt, fwdCnt   uint32 // bytes received from the guest, written to the host
@@ -309,7 +309,10 @@ func (d *Vsock) recv(bufs [][]byte) error {
 			c.fromHost = nil
 		}
 	case VsockOpRW:
-		if c.state != stOpen || h.len > VsockBufAlloc-(c.rxCnt-c.fwdCnt) {
+		// The guest's credit is what the hv last told it: buf_alloc past
+		// the fwd_cnt in its last packet. So rxCnt-sentFwd, and with it
+		// the bytes held (rxCnt-fwdCnt), never exceeds VsockBufAlloc.
+		if c.state != stOpen || h.len > VsockBufAlloc-(c.rxCnt-c.sentFwd) {
 			d.kill(c, true) // data before the connection is open, or beyond its credit
 			return nil
 		}

@@ -154,6 +154,13 @@ func (r *vsockRig) postRX(n int) {
 // send transmits one packet; h.len, if set, is what the header claims
 // (by default len(payload)), payload what the chain holds.
 func (r *vsockRig) send(h vsockHdr, payload []byte) {
+	r.offerTX(h, payload)
+	r.w32(RegQueueNotify, vsockTX)
+}
+
+// offerTX makes a packet available on tx without notifying: several
+// then reach the device in one notify.
+func (r *vsockRig) offerTX(h vsockHdr, payload []byte) {
 	if h.len == 0 {
 		h.len = uint32(len(payload))
 	}
@@ -171,7 +178,6 @@ func (r *vsockRig) send(h vsockHdr, payload []byte) {
 		}
 		r.offer(vsockTX, uint16(2*slot))
 	})
-	r.w32(RegQueueNotify, vsockTX)
 }
 
 // gh is a header from the guest, with a generous credit.
@@ -560,6 +566,45 @@ func TestVsockCreditFromGuest(t *testing.T) {
 	}
 	if !rst {
 		t.Fatal("no RST for a guest sending 4 MiB beyond its credit")
+	}
+}
+
+// TestVsockGuestBeyondCredit: the guest may send exactly buf_alloc
+// past the fwd_cnt it was last told; the byte beyond resets the
+// connection, and the host gets no more than buf_alloc.
+func TestVsockGuestBeyondCredit(t *testing.T) {
+	r := newVsockRig(t)
+	r.postRX(2)
+	ln := r.listen(5007)
+	// Exactly the credit: all of it reaches the host, no RST.
+	s := r.open(ln, 62, 5007)
+	for i := 0; i < 4; i++ {
+		r.offerTX(r.gh(VsockOpRW, 62, 5007), bytes.Repeat([]byte{byte(i)}, VsockBufAlloc/4))
+	}
+	r.w32(RegQueueNotify, vsockTX)
+	readN(t, s, VsockBufAlloc)
+	time.Sleep(20 * time.Millisecond)
+	for _, p := range append(r.backlog, r.received()...) {
+		if p.h.op != VsockOpCreditUpdate {
+			t.Fatalf("op %d after exactly buf_alloc bytes", p.h.op)
+		}
+	}
+	r.backlog = nil
+	r.postRX(2)
+
+	// One byte more.
+	s = r.open(ln, 61, 5007)
+	for i := 0; i < 4; i++ {
+		r.offerTX(r.gh(VsockOpRW, 61, 5007), bytes.Repeat([]byte{byte(i)}, VsockBufAlloc/4))
+	}
+	r.offerTX(r.gh(VsockOpRW, 61, 5007), []byte{9})
+	// One notify: no credit update can reach the guest between them.
+	r.w32(RegQueueNotify, vsockTX)
+	r.expect(VsockOpRST)
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, s)
+	if n > VsockBufAlloc || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("host got %d bytes, %v; want at most %d, then the end", n, err, VsockBufAlloc)
 	}
 }
 
