@@ -14,7 +14,7 @@ import (
 // directions of its vsock device: host to guest (xl query, through the
 // hv's CONNECT handshake to xeno-init's channel on port 1024), guest to
 // host (xeno-init's announcement reaching the Unix socket
-// vsock.sock_1024 beside the domain's state), then times round trips.
+// vsock.sock_1024 beside the domain's state), then times 100 round trips.
 const vsockScript = xlPrelude + `cfg vs destroy
 xl create /tmp/vs.cfg || fail "xl create"
 d="$XENO_STATE_DIR/domains/$(xl domid vs)"
@@ -27,7 +27,7 @@ echo "VS: unknown: $(xl query vs reboot 2>&1)"
 i=0
 while [ $i -lt 20 ] && ! grep -q ready /tmp/announce; do sleep 1; i=$((i+1)); done
 echo "VS: announce: $(cat /tmp/announce)"
-echo "VS: bench: $("$G/vsockhost" bench "$d/vsock.sock" 1024 200 2>&1)"
+echo "VS: bench: $("$G/vsockhost" bench "$d/vsock.sock" 1024 100 2>&1)"
 xl destroy vs || fail "xl destroy"
 i=0
 while [ $i -lt 10 ] && [ -e "$d/vsock.sock" ]; do sleep 1; i=$((i+1)); done

@@ -63,7 +63,7 @@ func bench(uds, port string, n int) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c.SetDeadline(time.Now().Add(180 * time.Second))
 	br := bufio.NewReader(c)
 	fmt.Fprintf(c, "CONNECT %s\n", port)
 	if _, err := br.ReadString('\n'); err != nil {
