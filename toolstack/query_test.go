@@ -3,6 +3,7 @@ package toolstack
 import (
 	"bufio"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,26 @@ func TestVsockExchange(t *testing.T) {
 				t.Fatalf("got %q, %v; want an error with %q", got, err, tc.err)
 			}
 		})
+	}
+}
+
+// TestVsockPaths: a domain's vsock socket sits beside its other
+// sockets with CID 3 + ID, is passed to the hv, and is left out when the
+// path would not fit a Unix socket address with _PORT added.
+func TestVsockPaths(t *testing.T) {
+	ts := newToolstack(t)
+	r := &Record{ID: 7, Config: &Config{Kernel: "/k", MemoryMiB: 64, VCPUs: 1}}
+	ts.setPaths(r)
+	if r.Vsock != filepath.Join(ts.State.DomainDir(7), "vsock.sock") || r.VsockCID != 10 {
+		t.Fatalf("vsock %q cid %d", r.Vsock, r.VsockCID)
+	}
+	args := strings.Join(ts.hvArgs(r, false), " ")
+	if want := "--vsock cid=10,uds=" + r.Vsock; !strings.Contains(args, want) {
+		t.Errorf("hv args %q lack %q", args, want)
+	}
+	deep := &Toolstack{State: &State{Dir: "/" + strings.Repeat("d", MaxVsockPath)}}
+	deep.setPaths(r)
+	if r.Vsock != "" || r.VsockCID != 0 || strings.Contains(strings.Join(deep.hvArgs(r, false), " "), "--vsock") {
+		t.Errorf("a %d-byte state dir still got vsock %q", MaxVsockPath, r.Vsock)
 	}
 }
