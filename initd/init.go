@@ -76,12 +76,15 @@ func Main() {
 
 	var info HVInfo
 	haveInfo := false
+	// iface is the interface line, which the command channel repeats.
+	iface := fmt.Sprintf("carrying on as interface %s", pinned.Short())
 	if perr != nil {
-		fmt.Fprintf(out, "xeno-init: %v; carrying on without the info port\n", perr)
+		iface = "carrying on without the info port"
+		fmt.Fprintf(out, "xeno-init: %v; %s\n", perr, iface)
 	} else if info, err = ReadInfo(ports); errors.Is(err, ErrNoInfoPort) {
-		fmt.Fprintf(out, "xeno-init: %v; carrying on as interface %s\n", err, pinned.Short())
+		fmt.Fprintf(out, "xeno-init: %v; %s\n", err, iface)
 	} else if err != nil {
-		fmt.Fprintf(out, "xeno-init: %v; carrying on as interface %s\n", err, pinned.Short())
+		fmt.Fprintf(out, "xeno-init: %v; %s\n", err, iface)
 	} else {
 		haveInfo = true
 		fmt.Fprintf(out, "xeno-init: hv release %s build %s changeset %s caps %q admitted %q\n",
@@ -106,9 +109,11 @@ func Main() {
 			}
 			powerOff(out, nil, false)
 		case abi.Compat:
-			fmt.Fprintf(out, "xeno-init: running in compat mode as interface %s (%s)\n", d.Admitted.Short(), d.Rule)
+			iface = fmt.Sprintf("running in compat mode as interface %s (%s)", d.Admitted.Short(), d.Rule)
+			fmt.Fprintf(out, "xeno-init: %s\n", iface)
 		default:
-			fmt.Fprintf(out, "xeno-init: running as interface %s (%s)\n", d.Admitted, d.Rule)
+			iface = fmt.Sprintf("running as interface %s (%s)", d.Admitted, d.Rule)
+			fmt.Fprintf(out, "xeno-init: %s\n", iface)
 		}
 	}
 
@@ -137,6 +142,7 @@ func Main() {
 		select {}
 	}
 	go watchPowerButton(out, off)
+	startChannel(out, iface)
 
 	argv := Command(cl, cfg)
 	fmt.Fprintf(out, "xeno-init: running %q\n", argv)

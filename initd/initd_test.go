@@ -1,11 +1,15 @@
 package initd
 
 import (
+	"bufio"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 )
@@ -187,5 +191,37 @@ func TestReadSysHypervisor(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "sys", "hypervisor", "type"), []byte("xen\n"), 0o644)
 	if _, ok, _ := ReadSysHypervisor(root); ok {
 		t.Errorf("type xen read as xeno")
+	}
+}
+
+func TestChannelAnswers(t *testing.T) {
+	c := &Channel{Interface: "running as interface 1.2 (stable-same-line)",
+		Uptime: func() (time.Duration, error) { return 1500 * time.Millisecond, nil }}
+	client, server := net.Pipe()
+	defer client.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.ServeConn(server); server.Close() }()
+	br := bufio.NewReader(client)
+	for _, tc := range []struct{ req, want string }{
+		{"interface\n", "running as interface 1.2 (stable-same-line)\n"},
+		{"health\r\n", "ok uptime 1.50s\n"},
+		{"reboot\n", "error unknown request \"reboot\": want interface or health\n"},
+	} {
+		client.Write([]byte(tc.req))
+		if got, err := br.ReadString('\n'); err != nil || got != tc.want {
+			t.Errorf("%q: got %q, %v; want %q", tc.req, got, err, tc.want)
+		}
+	}
+	// A line past the bound ends the connection after saying so.
+	go client.Write([]byte(strings.Repeat("x", channelMaxLine+1)))
+	if got, _ := br.ReadString('\n'); !strings.HasPrefix(got, "error request longer") {
+		t.Errorf("over-long request: %q", got)
+	}
+	if err := <-done; !errors.Is(err, bufio.ErrBufferFull) {
+		t.Errorf("ServeConn ended with %v", err)
+	}
+	c.Uptime = func() (time.Duration, error) { return 0, errors.New("no /proc") }
+	if got := c.Answer("health"); got != "error no /proc" {
+		t.Errorf("health without uptime: %q", got)
 	}
 }

@@ -96,7 +96,18 @@ func (t *Toolstack) setPaths(r *Record) {
 	dir := t.State.DomainDir(r.ID)
 	r.Control = filepath.Join(dir, controlSocket)
 	r.Console = filepath.Join(dir, consoleSocket)
+	// Every domain gets a virtio-vsock device, CID 3 + ID (0-2 are
+	// reserved), unless the path is too long for a Unix socket with
+	// _PORT appended, which hv refuses.
+	r.Vsock, r.VsockCID = "", 0
+	if v := filepath.Join(dir, vsockSocket); len(v) <= MaxVsockPath {
+		r.Vsock, r.VsockCID = v, uint32(3+r.ID)
+	}
 }
+
+// MaxVsockPath is the longest vsock Unix socket path hv --vsock takes:
+// <path>_4294967295 must fit sun_path.
+const MaxVsockPath = 107 - len("_4294967295")
 
 // StartMonitor starts the detached monitor for a reserved domain and
 // waits until its hv answers on the control socket (or fails). On failure
@@ -242,6 +253,9 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 			s += ",ro"
 		}
 		a = append(a, "--disk", s)
+	}
+	if r.Vsock != "" {
+		a = append(a, "--vsock", fmt.Sprintf("cid=%d,uds=%s", r.VsockCID, r.Vsock))
 	}
 	a = append(a, "--console", "unix:"+r.Console, "--control", r.Control, "--name", r.Name, "--uuid", r.UUID,
 		"--log", t.State.HVLog(r.ID), "--console-log", t.State.ConsoleLog(r.ID))

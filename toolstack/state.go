@@ -52,6 +52,8 @@ type Record struct {
 	CreatorPid   int       `json:"creator_pid"`
 	Control      string    `json:"control_socket"`
 	Console      string    `json:"console_socket"`
+	Vsock        string    `json:"vsock_socket,omitempty"` // the hv's vsock Unix socket (docs/xl.md)
+	VsockCID     uint32    `json:"vsock_cid,omitempty"`
 	Start        time.Time `json:"start_time"`
 	Guest        string    `json:"guest_interface"`
 	Declared     string    `json:"declared_by"`
@@ -110,6 +112,7 @@ const (
 	recordFile    = "record.json"
 	controlSocket = "control.sock"
 	consoleSocket = "console.sock"
+	vsockSocket   = "vsock.sock"
 	hvLog         = "hv.log"
 	consoleLog    = "console.log"
 	monitorLog    = "monitor.log"

@@ -50,6 +50,7 @@ func commands() []command {
 		{name: "domid", usage: "NAME", summary: "print a domain's ID", run: domidCmd},
 		{name: "domname", usage: "ID", summary: "print a domain's name", run: domnameCmd},
 		{name: "info", usage: "", summary: "show the hypervisor and host", run: infoCmd},
+		{name: "query", usage: "DOM interface|health", summary: "ask the guest's xeno-init over vsock: its interface line, or its health", run: queryCmd},
 		{name: "monitor", usage: "--adopt DOM", summary: "give a domain whose monitor died a new one", run: adoptCmd},
 		{name: "help", usage: "[COMMAND]", summary: "show help", run: nil},
 		{name: "__monitor", usage: "[-p] ID | --adopt ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},

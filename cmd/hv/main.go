@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,36 @@ func (d *diskFlags) Set(s string) error {
 		return fmt.Errorf("disk %q: option %q is not ro or rw", s, opt)
 	}
 	return nil
+}
+
+// parseVsock parses --vsock cid=N,uds=PATH.
+func parseVsock(s string) (*vm.Vsock, error) {
+	var v vm.Vsock
+	var haveCID bool
+	for _, kv := range strings.Split(s, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		switch k {
+		case "cid":
+			n, err := strconv.ParseUint(val, 10, 32)
+			if err != nil || n < 3 || n > 0xfffffffe {
+				return nil, fmt.Errorf("--vsock: cid %q: want 3 to 4294967294 (0-2 are reserved, -1 is VMADDR_CID_ANY)", val)
+			}
+			v.CID, haveCID = n, true
+		case "uds":
+			v.UDS = val
+		default:
+			return nil, fmt.Errorf("--vsock: unknown key %q: want cid=N,uds=PATH", k)
+		}
+	}
+	if !haveCID || v.UDS == "" {
+		return nil, errors.New("--vsock: want cid=N,uds=PATH")
+	}
+	// <uds>_PORT must fit sun_path (108 bytes with its NUL) for every
+	// 32-bit port, or a guest connect would fail for some ports only.
+	if max := 107 - len("_4294967295"); len(v.UDS) > max {
+		return nil, fmt.Errorf("--vsock: uds %q is %d bytes, at most %d (a Unix socket path, with _PORT added)", v.UDS, len(v.UDS), max)
+	}
+	return &v, nil
 }
 
 // usageError is a bad command line: exit code control.ExitUsage.
@@ -82,6 +113,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		version   = fs.Bool("version", false, "print the release, interface, build id, changeset and caps, and exit")
 		logPath   = fs.String("log", "", "write the hv's own messages (and stderr) to this file, capped with rotation to FILE.1")
 		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
+		vsockFlag = fs.String("vsock", "", "virtio-vsock device cid=N,uds=PATH: the guest reaches PATH_PORT, host clients connect through PATH (docs/devices.md)")
 		disks     diskFlags
 	)
 	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
@@ -128,6 +160,14 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	}
 	if *kernel == "" {
 		return fail(usageError{errors.New("--kernel is required")})
+	}
+	var vsock *vm.Vsock
+	if *vsockFlag != "" {
+		v, err := parseVsock(*vsockFlag)
+		if err != nil {
+			return fail(usageError{err})
+		}
+		vsock = v
 	}
 	if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
 		return fail(usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)})
@@ -209,7 +249,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 	}
 	v, err := vm.New(vm.Config{
-		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks,
+		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks, Vsock: vsock,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
 		Console: con, Log: stderr, Start: start, Paused: *paused,
 		VCPUStart: enterVCPU,

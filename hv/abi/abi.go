@@ -56,6 +56,13 @@ const (
 	PortLast       = 0x0e1f
 )
 
+// ChannelPort is the vsock port of xeno-init's command channel (a
+// line protocol: docs/xl.md, "xl query"), and the host port xeno-init
+// announces itself to once it listens. It is a contract between
+// xeno-init and xl, carried by the virtio-vsock device; the hv does not
+// look at it.
+const ChannelPort = 1024
+
 // LenUnsupported is what PortInfoLen answers for a selector the admitted
 // interface does not have. It is also what an absent device reads as
 // (all ones), so a guest needs only one test.

@@ -7,6 +7,7 @@ package jail
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -14,13 +15,17 @@ import (
 
 // Rule allows one system call, on x86-64 numbering. With Mask set it is
 // allowed only when (low 32 bits of argument Arg >> Shift) & Mask ==
-// Value; any other use of that call kills the process.
+// Value, and when And is set, And's check (its Nr unused) must hold as
+// well; any other use of that call kills the process. A call may have
+// several such rules, alternatives of which one must match (ioctl: any
+// KVM request, or TUNSETOFFLOAD).
 type Rule struct {
 	Nr    uint32
 	Arg   int // 0 to 5
 	Shift uint32
 	Mask  uint32
 	Value uint32
+	And   *Rule
 }
 
 // seccomp_data offsets (<linux/seccomp.h>): nr, arch, instruction
@@ -55,15 +60,20 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 		allow = unix.SECCOMP_RET_ALLOW
 		kill  = unix.SECCOMP_RET_KILL_PROCESS
 	)
-	seen := map[uint32]bool{}
+	var order []uint32
+	alts := map[uint32][]Rule{}
 	for _, r := range rules {
-		if seen[r.Nr] {
+		prev := alts[r.Nr]
+		if len(prev) > 0 && (r.Mask == 0 || prev[0].Mask == 0) {
 			return nil, fmt.Errorf("jail: syscall %d listed twice", r.Nr)
 		}
-		if r.Arg < 0 || r.Arg > 5 {
-			return nil, fmt.Errorf("jail: syscall %d: argument %d out of range", r.Nr, r.Arg)
+		if r.Arg < 0 || r.Arg > 5 || r.And != nil && (r.Mask == 0 || r.And.Mask == 0 || r.And.And != nil || r.And.Arg < 0 || r.And.Arg > 5) {
+			return nil, fmt.Errorf("jail: syscall %d: argument %d out of range, or a second check without a first", r.Nr, r.Arg)
 		}
-		seen[r.Nr] = true
+		if len(prev) == 0 {
+			order = append(order, r.Nr)
+		}
+		alts[r.Nr] = append(prev, r)
 	}
 	p := []unix.SockFilter{
 		stmt(ld, offArch),
@@ -73,28 +83,55 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 		jump(jge, x32SyscallBit, 0, 1),
 		stmt(ret, kill),
 	}
-	for _, r := range rules {
-		if r.Mask == 0 {
-			p = append(p, jump(jeq, r.Nr, 0, 1), stmt(ret, allow))
+	for _, nr := range order {
+		rs := alts[nr]
+		if rs[0].Mask == 0 {
+			p = append(p, jump(jeq, nr, 0, 1), stmt(ret, allow))
 			continue
 		}
 		// Little-endian: the low half of argument n is at 16 + 8n. The
-		// number matched, so a wrong argument kills at once.
-		p = append(p,
-			jump(jeq, r.Nr, 0, 6),
-			stmt(ld, uint32(offArgs+8*r.Arg)),
-			stmt(rsh, r.Shift),
-			stmt(and, r.Mask),
-			jump(jeq, r.Value, 0, 1),
-			stmt(ret, allow),
-			stmt(ret, kill),
-		)
+		// number matched, so when no alternative matches it kills at
+		// once. An alternative is four instructions per check, each
+		// jumping past the alternative when it fails, then its allow.
+		n := 1
+		for _, r := range rs {
+			n += 4*checks(r) + 1
+		}
+		if n > 255 {
+			return nil, fmt.Errorf("jail: syscall %d has %d alternatives, too many to jump past", nr, len(rs))
+		}
+		p = append(p, jump(jeq, nr, 0, uint8(n)))
+		for _, r := range rs {
+			cs := []Rule{r}
+			if r.And != nil {
+				cs = append(cs, *r.And)
+			}
+			k := uint8(len(cs))
+			for i, c := range cs {
+				p = append(p,
+					stmt(ld, uint32(offArgs+8*c.Arg)),
+					stmt(rsh, c.Shift),
+					stmt(and, c.Mask),
+					jump(jeq, c.Value, 0, 4*(k-uint8(i))-3),
+				)
+			}
+			p = append(p, stmt(ret, allow))
+		}
+		p = append(p, stmt(ret, kill))
 	}
 	p = append(p, stmt(ret, kill))
 	if len(p) > unix.BPF_MAXINSNS {
 		return nil, fmt.Errorf("jail: filter of %d instructions exceeds %d", len(p), unix.BPF_MAXINSNS)
 	}
 	return p, nil
+}
+
+// checks is how many argument checks r makes.
+func checks(r Rule) int {
+	if r.And != nil {
+		return 2
+	}
+	return 1
 }
 
 // Install loads a filter for the calling thread, or, with allThreads,
@@ -127,16 +164,20 @@ func Install(rules []Rule, allThreads bool) error {
 	return nil
 }
 
-// Union merges rule sets, keeping the first rule for each number.
+// Union merges rule sets. An unconditional rule for a number is kept
+// alone, the first one seen; argument-checked alternatives for a number
+// are all kept, once each.
 func Union(sets ...[]Rule) []Rule {
-	seen := map[uint32]bool{}
+	seen := map[uint32][]Rule{}
 	var out []Rule
 	for _, s := range sets {
 		for _, r := range s {
-			if !seen[r.Nr] {
-				seen[r.Nr] = true
-				out = append(out, r)
+			prev := seen[r.Nr]
+			if len(prev) > 0 && (r.Mask == 0 || prev[0].Mask == 0 || slices.Contains(prev, r)) {
+				continue
 			}
+			seen[r.Nr] = append(prev, r)
+			out = append(out, r)
 		}
 	}
 	return out

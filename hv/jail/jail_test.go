@@ -113,6 +113,45 @@ func child(mode string) int {
 			}
 		}
 		fmt.Println("wrote")
+	case "unix-dial":
+		// virtio-vsock's connect to <uds>_PORT: a Unix stream socket,
+		// with the flags Go's net package adds. (Not net itself: it
+		// would link cgo into this binary, and AllThreadsSyscall, which
+		// Lockdown needs, refuses to run with cgo.)
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Connect(fd, &unix.SockaddrUnix{Name: os.Getenv("XENO_JAIL_TEST_SOCK")})
+			unix.Close(fd)
+		}
+		fmt.Println("dial:", err)
+	case "inet-socket":
+		unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		fmt.Println("survived socket(AF_INET)")
+	case "unix-dgram":
+		unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+		fmt.Println("survived socket(AF_UNIX, SOCK_DGRAM)")
+	case "vcpu-socket":
+		runtime.LockOSThread()
+		if err := EnterVCPU(); err != nil {
+			fmt.Println("enter:", err)
+			return 3
+		}
+		unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		fmt.Println("survived socket on a vCPU thread")
+	case "vcpu-tunoffload":
+		// A vCPU thread may set a tap's offloads (virtio-net's Status
+		// writes), on stdin here: ENOTTY or EBADFD, not a kill.
+		runtime.LockOSThread()
+		if err := EnterVCPU(); err != nil {
+			fmt.Println("enter:", err)
+			return 3
+		}
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, 0, unix.TUNSETOFFLOAD, 0)
+		fmt.Println("tunsetoffload:", e != 0)
+	case "tun-setiff":
+		// Attaching to another tap is not the hv's business once jailed.
+		unix.Syscall(unix.SYS_IOCTL, 0, unix.TUNSETIFF, 0)
+		fmt.Println("survived TUNSETIFF")
 	case "tty-ioctl":
 		// ioctl is allowed for KVM requests only.
 		unix.Syscall(unix.SYS_IOCTL, 0, unix.TCGETS, 0)
@@ -164,7 +203,11 @@ func TestForbiddenKills(t *testing.T) {
 		{"forbidden", "survived mount"},
 		{"vcpu-open", "survived openat"},
 		{"tty-ioctl", "survived TCGETS"},
+		{"tun-setiff", "survived TUNSETIFF"},
 		{"fork", "survived fork"},
+		{"inet-socket", "survived socket(AF_INET)"},
+		{"unix-dgram", "survived socket(AF_UNIX, SOCK_DGRAM)"},
+		{"vcpu-socket", "survived socket on a vCPU thread"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			out, ps := runChild(t, tc.mode)
@@ -172,6 +215,28 @@ func TestForbiddenKills(t *testing.T) {
 				t.Fatalf("child %s ended %v, want killed by SIGSYS after lockdown:\n%s", tc.mode, ps, out)
 			}
 		})
+	}
+}
+
+// TestUnixDialAllowed: the process filter lets the hv connect to a Unix
+// stream socket, as virtio-vsock does for the guest's connections.
+func TestUnixDialAllowed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XENO_JAIL_TEST_SOCK", path)
+	out, ps := runChild(t, "unix-dial")
+	if !ps.Success() || !strings.Contains(out, "dial: <nil>\n") {
+		t.Fatalf("child ended %v, want its dial done:\n%s", ps, out)
 	}
 }
 
@@ -184,6 +249,13 @@ func TestVCPUThreadRotatesLog(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hv.log.1")); err != nil {
 		t.Errorf("no rotated log: %v", err)
+	}
+}
+
+func TestVCPUThreadSetsTapOffloads(t *testing.T) {
+	out, ps := runChild(t, "vcpu-tunoffload")
+	if !ps.Success() || !strings.Contains(out, "tunsetoffload: true") {
+		t.Fatalf("child ended %v, want TUNSETOFFLOAD to fail with an error, not a kill:\n%s", ps, out)
 	}
 }
 
@@ -235,6 +307,19 @@ func TestAssemble(t *testing.T) {
 	}
 	if _, err := Assemble([]Rule{{Nr: 1}, {Nr: 1}}); err == nil {
 		t.Error("a duplicate rule was accepted")
+	}
+	if _, err := Assemble([]Rule{{Nr: 1}, {Nr: 1, Mask: 1, Value: 1}}); err == nil {
+		t.Error("an unconditional rule and an alternative for the same call were accepted")
+	}
+	// Both ioctl alternatives survive the union, once each.
+	n := 0
+	for _, r := range Process() {
+		if r.Nr == unix.SYS_IOCTL {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("the process list has %d ioctl rules, want 2 (KVM, TUNSETOFFLOAD)", n)
 	}
 	// The vCPU list is a strict subset of the process list.
 	proc := map[uint32]bool{}

@@ -1,7 +1,9 @@
 // Package virtio emulates virtio devices on the virtio-mmio transport
-// (version 2, "modern"), each with one split virtqueue: mmio.go is the
-// transport (registers, status and feature negotiation, interrupts),
-// queue.go the virtqueue, and a device type (block.go) implements Device.
+// (version 2, "modern") with split virtqueues: mmio.go is the transport
+// (registers, status and feature negotiation, interrupts), queue.go the
+// virtqueue, and a device type implements Device (block.go, served on
+// the notify) or QueueDevice (vsock.go: three queues, completions driven
+// by its own goroutines).
 //
 // Everything the guest controls is bounded before use: the queue size, the
 // ring addresses, every descriptor index, chain length and buffer, and the

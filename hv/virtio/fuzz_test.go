@@ -57,7 +57,7 @@ func FuzzVirtqueue(f *testing.F) {
 		needsReset := r.r32(RegStatus)&StatusDeviceNeedsReset != 0
 		// The used idx in memory is the guest's until the device writes it,
 		// so check the device's own count.
-		usedIdx := r.dev.q.usedIdx
+		usedIdx := r.dev.qs[0].usedIdx
 		if !needsReset && usedIdx != availIdx {
 			t.Fatalf("used idx %d, avail idx %d, and no reset requested", usedIdx, availIdx)
 		}
@@ -107,8 +107,8 @@ func FuzzRegisters(f *testing.F) {
 				r.dev.Write(off&^3, b[:4])
 			}
 			prog = prog[5:]
-			if r.dev.q.ready && (r.dev.q.num == 0 || r.dev.q.num > QueueNumMax || r.dev.q.num&(r.dev.q.num-1) != 0) {
-				t.Fatalf("queue enabled with size %d", r.dev.q.num)
+			if r.dev.qs[0].ready && (r.dev.qs[0].num == 0 || r.dev.qs[0].num > QueueNumMax || r.dev.qs[0].num&(r.dev.qs[0].num-1) != 0) {
+				t.Fatalf("queue enabled with size %d", r.dev.qs[0].num)
 			}
 			if r.irq != (r.dev.isr != 0) {
 				t.Fatalf("irq %v with InterruptStatus %#x", r.irq, r.dev.isr)

@@ -3,6 +3,7 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/xeno-hv/xeno/hv/abi"
@@ -21,11 +22,17 @@ type devices struct {
 	pm        *acpi.PM
 	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
 	files     []*os.File
+	vsock     *virtio.Vsock
+	vsockPath string
 }
 
 func (d *devices) close() {
 	for _, f := range d.files {
 		f.Close()
+	}
+	if d.vsock != nil {
+		d.vsock.Close()
+		os.Remove(d.vsockPath)
 	}
 }
 
@@ -65,8 +72,8 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		}
 	}
 
-	if len(v.cfg.Disks) > maxVirtio {
-		return fmt.Errorf("vm: %d disks, at most %d", len(v.cfg.Disks), maxVirtio)
+	if n := len(v.cfg.Disks) + btoi(v.cfg.Vsock != nil); n > maxVirtio {
+		return fmt.Errorf("vm: %d virtio devices (disks and vsock), at most %d", n, maxVirtio)
 	}
 	for i, disk := range v.cfg.Disks {
 		f, err := hostfile.OpenDisk(disk.Path, disk.ReadOnly)
@@ -85,7 +92,35 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			return err
 		}
 	}
+	if vs := v.cfg.Vsock; vs != nil {
+		if err := v.addVsock(*vs, irq); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// addVsock listens on the vsock's Unix socket and puts the device on
+// the next virtio-mmio window.
+func (v *VM) addVsock(vs Vsock, irq func(gsi uint32) func(level bool)) error {
+	ln, err := listenUnix(vs.UDS)
+	if err != nil {
+		return fmt.Errorf("vm: vsock: %w", err)
+	}
+	dev, err := virtio.NewVsock(vs.CID, vs.UDS, ln.(*net.UnixListener))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("vm: %w", err)
+	}
+	v.dev.vsock, v.dev.vsockPath = dev, vs.UDS
+	return v.addVirtio(fmt.Sprintf("vsock cid %d", vs.CID), dev, irq)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // addVirtio puts dev on the next virtio-mmio window.

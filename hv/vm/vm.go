@@ -37,6 +37,7 @@ type Config struct {
 	MemoryMiB int
 	VCPUs     int
 	Disks     []Disk
+	Vsock     *Vsock // a virtio-vsock device, after the disks
 	Name      string
 	UUID      string
 
@@ -62,6 +63,13 @@ type Config struct {
 type Disk struct {
 	Path     string
 	ReadOnly bool
+}
+
+// Vsock is the virtio-vsock device: the guest's CID and the Unix socket
+// of its host side (docs/devices.md).
+type Vsock struct {
+	CID uint64
+	UDS string
 }
 
 // VM is a running domain.
@@ -274,6 +282,9 @@ func (v *VM) Run() control.Exit {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGUSR1)
 	defer signal.Stop(sig)
+	if v.dev.vsock != nil {
+		v.dev.vsock.Start() // host clients are served only from here, jailed
+	}
 	var wg sync.WaitGroup
 	for _, c := range v.vcpus {
 		wg.Add(1)
