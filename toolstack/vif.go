@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/xeno-hv/xeno/internal/ipparam"
 )
 
 // Vif is one network device: an xl vifspec (xl-network-configuration(5)),
@@ -41,7 +43,7 @@ type Rate struct {
 const DefaultBridge = "xenbr0"
 
 // DefaultPrefix is the prefix length of an ip= given without one.
-const DefaultPrefix = 24
+const DefaultPrefix = ipparam.DefaultPrefix
 
 // DefaultRateInterval is xl's credit interval when rate= names none.
 const DefaultRateInterval = 50000 // µs
@@ -117,8 +119,8 @@ func ParseVifspec(spec string) (Vif, error) {
 		case "ip":
 			v.IP, err = parseIP(val)
 		case "gateway":
-			var a netip.Addr
-			if a, err = netip.ParseAddr(val); err != nil || !a.Is4() {
+			// Checked against ip= below, which may come after it.
+			if a, perr := netip.ParseAddr(val); perr != nil || !a.Is4() {
 				err = fmt.Errorf("gateway %q: want an IPv4 address such as 10.0.0.1", val)
 			} else {
 				v.Gateway = a.String()
@@ -149,9 +151,8 @@ func ParseVifspec(spec string) (Vif, error) {
 		if v.IP == "" {
 			return v, fmt.Errorf("gateway=%s without ip=: the guest needs its own address to reach a router", v.Gateway)
 		}
-		p := netip.MustParsePrefix(v.IP)
-		if !p.Masked().Contains(netip.MustParseAddr(v.Gateway)) {
-			return v, fmt.Errorf("gateway=%s is not in ip=%s's network: the guest could not reach it", v.Gateway, v.IP)
+		if _, err := ipparam.ParseGateway(v.Gateway, netip.MustParsePrefix(v.IP)); err != nil {
+			return v, err
 		}
 	}
 	return v, nil
@@ -181,33 +182,11 @@ func parseIP(s string) (string, error) {
 	if strings.ContainsAny(s, " \t") {
 		return "", fmt.Errorf("ip %q: give one address (xeno has no vif-route to take a list)", s)
 	}
-	addr, prefix := s, DefaultPrefix
-	if a, p, ok := strings.Cut(s, "/"); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 32 || strings.HasPrefix(p, "+") {
-			return "", fmt.Errorf("ip %q: prefix %q is not a length 1-32", s, p)
-		}
-		addr, prefix = a, n
-	}
-	a, err := netip.ParseAddr(addr)
-	if err != nil || !a.Is4() {
-		return "", fmt.Errorf("ip %q: want an IPv4 address such as 10.0.0.2 or 10.0.0.2/24", s)
-	}
-	p := netip.PrefixFrom(a, prefix)
-	if a.IsUnspecified() || a.IsMulticast() || a == netip.MustParseAddr("255.255.255.255") {
-		return "", fmt.Errorf("ip %q: not an address a host can have", s)
-	}
-	if prefix <= 30 && (a == p.Masked().Addr() || a == lastAddr(p)) {
-		return "", fmt.Errorf("ip %q: that is the network's or broadcast address of %s", s, p.Masked())
+	p, err := ipparam.ParseAddress(s)
+	if err != nil {
+		return "", fmt.Errorf("ip %v", err)
 	}
 	return p.String(), nil
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
 // ParseRate reads xl's rate=RATE/s[@INTERVAL], as libxlu does: RATE is a
@@ -347,13 +326,11 @@ func (v Vif) IPParam(devid int) string {
 	if v.IP == "" {
 		return ""
 	}
-	p := netip.MustParsePrefix(v.IP)
-	return fmt.Sprintf("ip=%s::%s:%s::eth%d:off", p.Addr(), v.Gateway, prefixMask(p.Bits()), devid)
-}
-
-func prefixMask(bits int) string {
-	m := ^uint32(0) << (32 - bits)
-	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
+	c := ipparam.Config{Addr: netip.MustParsePrefix(v.IP), Device: fmt.Sprintf("eth%d", devid)}
+	if v.Gateway != "" {
+		c.Gateway = netip.MustParseAddr(v.Gateway)
+	}
+	return c.String()
 }
 
 // HVArg is the value of the hv's --net flag for this vif on the tap at

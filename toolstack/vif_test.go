@@ -1,7 +1,6 @@
 package toolstack
 
 import (
-	"net/netip"
 	"strings"
 	"testing"
 )
@@ -48,7 +47,8 @@ func TestVifspecBad(t *testing.T) {
 		"ip=10.0.0.2 10.0.0.3":         "one address",
 		"ip=0.0.0.0":                   "not an address",
 		"gateway=10.0.0.1":             "without ip=",
-		"ip=10.0.0.2,gateway=10.0.1.1": "not in ip=",
+		"ip=10.0.0.2,gateway=10.0.1.1": "not in 10.0.0.2/24's network",
+		"ip=10.0.0.2,gateway=10.0.0.2": "own address",
 		"gateway=10.0.0.x,ip=10.0.0.2": "IPv4 address",
 		"rate=10Mb":                    "unit",
 		"rate=fast":                    "RATE/s",
@@ -183,17 +183,6 @@ func TestVifResolveErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q:\n got %v\nwant %q", src, err, want)
 		}
-	}
-}
-
-func TestIPParamMasks(t *testing.T) {
-	for bits, want := range map[int]string{8: "255.0.0.0", 24: "255.255.255.0", 30: "255.255.255.252", 32: "255.255.255.255"} {
-		if got := prefixMask(bits); got != want {
-			t.Errorf("/%d: %s, want %s", bits, got, want)
-		}
-	}
-	if got := lastAddr(netip.MustParsePrefix("10.1.0.0/16")); got.String() != "10.1.255.255" {
-		t.Errorf("broadcast %s", got)
 	}
 }
 
