@@ -7,6 +7,7 @@ package jail
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +15,9 @@ import (
 
 // Rule allows one system call, on x86-64 numbering. With Mask set it is
 // allowed only when (low 32 bits of argument Arg >> Shift) & Mask ==
-// Value; any other use of that call kills the process.
+// Value; any other use of that call kills the process. A call may have
+// several such rules, alternatives of which one must match (ioctl: any
+// KVM request, or TUNSETOFFLOAD).
 type Rule struct {
 	Nr    uint32
 	Arg   int // 0 to 5
@@ -55,15 +58,20 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 		allow = unix.SECCOMP_RET_ALLOW
 		kill  = unix.SECCOMP_RET_KILL_PROCESS
 	)
-	seen := map[uint32]bool{}
+	var order []uint32
+	alts := map[uint32][]Rule{}
 	for _, r := range rules {
-		if seen[r.Nr] {
+		prev := alts[r.Nr]
+		if len(prev) > 0 && (r.Mask == 0 || prev[0].Mask == 0) {
 			return nil, fmt.Errorf("jail: syscall %d listed twice", r.Nr)
 		}
 		if r.Arg < 0 || r.Arg > 5 {
 			return nil, fmt.Errorf("jail: syscall %d: argument %d out of range", r.Nr, r.Arg)
 		}
-		seen[r.Nr] = true
+		if len(prev) == 0 {
+			order = append(order, r.Nr)
+		}
+		alts[r.Nr] = append(prev, r)
 	}
 	p := []unix.SockFilter{
 		stmt(ld, offArch),
@@ -73,22 +81,29 @@ func Assemble(rules []Rule) ([]unix.SockFilter, error) {
 		jump(jge, x32SyscallBit, 0, 1),
 		stmt(ret, kill),
 	}
-	for _, r := range rules {
-		if r.Mask == 0 {
-			p = append(p, jump(jeq, r.Nr, 0, 1), stmt(ret, allow))
+	for _, nr := range order {
+		rs := alts[nr]
+		if rs[0].Mask == 0 {
+			p = append(p, jump(jeq, nr, 0, 1), stmt(ret, allow))
 			continue
 		}
 		// Little-endian: the low half of argument n is at 16 + 8n. The
-		// number matched, so a wrong argument kills at once.
-		p = append(p,
-			jump(jeq, r.Nr, 0, 6),
-			stmt(ld, uint32(offArgs+8*r.Arg)),
-			stmt(rsh, r.Shift),
-			stmt(and, r.Mask),
-			jump(jeq, r.Value, 0, 1),
-			stmt(ret, allow),
-			stmt(ret, kill),
-		)
+		// number matched, so when no alternative matches it kills at
+		// once. Five instructions per alternative keep the skip short.
+		if 5*len(rs)+1 > 255 {
+			return nil, fmt.Errorf("jail: syscall %d has %d alternatives", nr, len(rs))
+		}
+		p = append(p, jump(jeq, nr, 0, uint8(5*len(rs)+1)))
+		for _, r := range rs {
+			p = append(p,
+				stmt(ld, uint32(offArgs+8*r.Arg)),
+				stmt(rsh, r.Shift),
+				stmt(and, r.Mask),
+				jump(jeq, r.Value, 0, 1),
+				stmt(ret, allow),
+			)
+		}
+		p = append(p, stmt(ret, kill))
 	}
 	p = append(p, stmt(ret, kill))
 	if len(p) > unix.BPF_MAXINSNS {
@@ -127,16 +142,20 @@ func Install(rules []Rule, allThreads bool) error {
 	return nil
 }
 
-// Union merges rule sets, keeping the first rule for each number.
+// Union merges rule sets. An unconditional rule for a number is kept
+// alone, the first one seen; argument-checked alternatives for a number
+// are all kept, once each.
 func Union(sets ...[]Rule) []Rule {
-	seen := map[uint32]bool{}
+	seen := map[uint32][]Rule{}
 	var out []Rule
 	for _, s := range sets {
 		for _, r := range s {
-			if !seen[r.Nr] {
-				seen[r.Nr] = true
-				out = append(out, r)
+			prev := seen[r.Nr]
+			if len(prev) > 0 && (r.Mask == 0 || prev[0].Mask == 0 || slices.Contains(prev, r)) {
+				continue
 			}
+			seen[r.Nr] = append(prev, r)
+			out = append(out, r)
 		}
 	}
 	return out

@@ -113,6 +113,20 @@ func child(mode string) int {
 			}
 		}
 		fmt.Println("wrote")
+	case "vcpu-tunoffload":
+		// A vCPU thread may set a tap's offloads (virtio-net's Status
+		// writes), on stdin here: ENOTTY or EBADFD, not a kill.
+		runtime.LockOSThread()
+		if err := EnterVCPU(); err != nil {
+			fmt.Println("enter:", err)
+			return 3
+		}
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, 0, unix.TUNSETOFFLOAD, 0)
+		fmt.Println("tunsetoffload:", e != 0)
+	case "tun-setiff":
+		// Attaching to another tap is not the hv's business once jailed.
+		unix.Syscall(unix.SYS_IOCTL, 0, unix.TUNSETIFF, 0)
+		fmt.Println("survived TUNSETIFF")
 	case "tty-ioctl":
 		// ioctl is allowed for KVM requests only.
 		unix.Syscall(unix.SYS_IOCTL, 0, unix.TCGETS, 0)
@@ -164,6 +178,7 @@ func TestForbiddenKills(t *testing.T) {
 		{"forbidden", "survived mount"},
 		{"vcpu-open", "survived openat"},
 		{"tty-ioctl", "survived TCGETS"},
+		{"tun-setiff", "survived TUNSETIFF"},
 		{"fork", "survived fork"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -184,6 +199,13 @@ func TestVCPUThreadRotatesLog(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hv.log.1")); err != nil {
 		t.Errorf("no rotated log: %v", err)
+	}
+}
+
+func TestVCPUThreadSetsTapOffloads(t *testing.T) {
+	out, ps := runChild(t, "vcpu-tunoffload")
+	if !ps.Success() || !strings.Contains(out, "tunsetoffload: true") {
+		t.Fatalf("child ended %v, want TUNSETOFFLOAD to fail with an error, not a kill:\n%s", ps, out)
 	}
 }
 
@@ -235,6 +257,19 @@ func TestAssemble(t *testing.T) {
 	}
 	if _, err := Assemble([]Rule{{Nr: 1}, {Nr: 1}}); err == nil {
 		t.Error("a duplicate rule was accepted")
+	}
+	if _, err := Assemble([]Rule{{Nr: 1}, {Nr: 1, Mask: 1, Value: 1}}); err == nil {
+		t.Error("an unconditional rule and an alternative for the same call were accepted")
+	}
+	// Both ioctl alternatives survive the union, once each.
+	n := 0
+	for _, r := range Process() {
+		if r.Nr == unix.SYS_IOCTL {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("the process list has %d ioctl rules, want 2 (KVM, TUNSETOFFLOAD)", n)
 	}
 	// The vCPU list is a strict subset of the process list.
 	proc := map[uint32]bool{}

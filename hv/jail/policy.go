@@ -42,12 +42,21 @@ var runtimeRules = []Rule{
 // in bits 8-15 of the request): not on terminals, sockets or disks.
 var kvmIoctl = Rule{Nr: unix.SYS_IOCTL, Arg: 1, Shift: 8, Mask: 0xff, Value: 0xae}
 
+// tunOffloadIoctl allows the one tap ioctl the virtio-net device makes
+// once running, TUNSETOFFLOAD, exactly: when the driver starts or resets
+// the device (on the vCPU thread that wrote its Status register), the
+// tap's offloads follow what the guest accepted. It can change nothing
+// but which checksum and segmentation offloads the tap hands to the hv.
+var tunOffloadIoctl = Rule{Nr: unix.SYS_IOCTL, Arg: 1, Mask: 0xffffffff, Value: unix.TUNSETOFFLOAD}
+
 // vcpuRules is a vCPU thread's own work: KVM_RUN and the vCPU ioctls,
 // and the exits it serves itself: port and MMIO devices, the virtio-blk
-// requests (positioned reads and writes, flush), console output and
-// the log (write), and the kick of the other vCPUs when the domain ends.
+// requests (positioned reads and writes, flush), the virtio-net tap's
+// offloads, console output and the log (write), and the kick of the
+// other vCPUs when the domain ends.
 var vcpuRules = []Rule{
 	kvmIoctl,
+	tunOffloadIoctl,
 	{Nr: unix.SYS_PREAD64},
 	{Nr: unix.SYS_PWRITE64},
 	{Nr: unix.SYS_FSYNC},
@@ -56,12 +65,14 @@ var vcpuRules = []Rule{
 
 // processRules adds what the device, I/O and control goroutines do:
 // serve the console and control sockets (accept, read, write through the
-// netpoller), read vCPU run times from /proc, write exit.json atomically
+// netpoller), move virtio-net frames (read and writev on the tap, through
+// the netpoller), read vCPU run times from /proc, write exit.json atomically
 // (create, fchmod, fsync, rename), remove the sockets at exit, start
 // threads for the Go runtime (clone, only with CLONE_THREAD: never a new
 // process), and install each vCPU's filter.
 var processRules = []Rule{
 	{Nr: unix.SYS_READ},
+	{Nr: unix.SYS_WRITEV},
 	{Nr: unix.SYS_CLOSE},
 	{Nr: unix.SYS_ACCEPT4},
 	{Nr: unix.SYS_SHUTDOWN},

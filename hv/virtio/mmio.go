@@ -3,6 +3,7 @@ package virtio
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -70,8 +71,9 @@ const (
 )
 
 // MMIO is the virtio-mmio transport of one device: its register window,
-// the status and feature negotiation, one virtqueue and the interrupt
-// line. Its methods are safe for concurrent use by several vCPUs.
+// the status and feature negotiation, its virtqueues (one, or a
+// QueueDevice's NumQueues) and the interrupt line. Its methods are safe
+// for concurrent use by several vCPUs and the device's own goroutines.
 type MMIO struct {
 	mu  sync.Mutex
 	mem Memory
@@ -84,7 +86,8 @@ type MMIO struct {
 	status                 uint32
 	isr                    uint32
 	irqLevel               bool
-	q                      queue
+	qs                     []queue
+	qdev                   QueueDevice // dev, when it serves its own queues
 }
 
 // NewMMIO returns the transport for dev over guest memory mem. irq drives
@@ -97,7 +100,27 @@ func NewMMIO(mem Memory, dev Device, irq func(level bool)) (*MMIO, error) {
 	if irq == nil {
 		irq = func(bool) {}
 	}
-	return &MMIO{mem: mem, dev: dev, irq: irq}, nil
+	t := &MMIO{mem: mem, dev: dev, irq: irq, qs: make([]queue, 1)}
+	if qd, ok := dev.(QueueDevice); ok {
+		n := qd.NumQueues()
+		if n < 1 || n > maxQueues {
+			return nil, fmt.Errorf("virtio: device %d wants %d queues, 1 to %d", dev.DeviceID(), n, maxQueues)
+		}
+		t.qs, t.qdev = make([]queue, n), qd
+		qd.Attach(t)
+	}
+	return t, nil
+}
+
+// maxQueues bounds a device's virtqueues.
+const maxQueues = 8
+
+// sel is the queue QueueSel selects, or nil when it selects none.
+func (t *MMIO) sel() *queue {
+	if t.queueSel >= uint32(len(t.qs)) {
+		return nil
+	}
+	return &t.qs[t.queueSel]
 }
 
 func (t *MMIO) features() uint64 { return FeatureVersion1 | t.dev.Features() }
@@ -141,15 +164,15 @@ func (t *MMIO) readReg(off uint64) uint32 {
 			return uint32(t.features() >> 32)
 		}
 	case RegQueueNumMax:
-		if t.queueSel == 0 {
+		if t.sel() != nil {
 			return QueueNumMax
 		}
 	case RegQueueNum:
-		if t.queueSel == 0 {
-			return t.q.num
+		if q := t.sel(); q != nil {
+			return q.num
 		}
 	case RegQueueReady:
-		if t.queueSel == 0 && t.q.ready {
+		if q := t.sel(); q != nil && q.ready {
 			return 1
 		}
 	case RegInterruptStatus:
@@ -170,9 +193,12 @@ func (t *MMIO) Write(off uint64, data []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	v := binary.LittleEndian.Uint32(data)
-	q := &t.q
+	q := t.sel()
+	if q == nil {
+		q = &queue{} // writes to a queue that does not exist go nowhere
+	}
 	// Queue registers only change while the queue is off (§4.2.2.2).
-	queueWritable := t.queueSel == 0 && !q.ready
+	queueWritable := t.sel() != nil && !q.ready
 	switch off {
 	case RegDeviceFeatSel:
 		t.devFeatSel = v
@@ -194,7 +220,7 @@ func (t *MMIO) Write(off uint64, data []byte) {
 			q.num = v
 		}
 	case RegQueueReady:
-		if t.queueSel != 0 {
+		if t.sel() == nil {
 			return
 		}
 		if v&1 == 0 {
@@ -210,8 +236,8 @@ func (t *MMIO) Write(off uint64, data []byte) {
 			q.lastAvail, q.usedIdx = 0, 0
 		}
 	case RegQueueNotify:
-		if v == 0 {
-			t.process()
+		if v < uint32(len(t.qs)) {
+			t.process(int(v))
 		}
 	case RegInterruptACK:
 		t.isr &^= v
@@ -261,18 +287,33 @@ func (t *MMIO) writeStatus(v uint32) {
 func (t *MMIO) reset() {
 	t.devFeatSel, t.drvFeatSel, t.drvFeatures, t.queueSel = 0, 0, 0, 0
 	t.status = 0
-	t.q = queue{bufs: t.q.bufs[:0]}
+	for i := range t.qs {
+		t.qs[i] = queue{bufs: t.qs[i].bufs[:0]}
+	}
 	t.isr = 0
 	t.update()
+	if t.qdev != nil {
+		t.qdev.Reset()
+	}
 }
 
 // needsReset stops the device after a driver error until it is reset and
 // tells the driver through a configuration-change interrupt (§2.1.2).
 func (t *MMIO) needsReset() {
 	t.status |= StatusDeviceNeedsReset
-	t.q.ready = false
+	for i := range t.qs {
+		t.qs[i].ready = false
+	}
 	t.isr |= InterruptConfig
 	t.update()
+	if t.qdev != nil {
+		t.qdev.Reset()
+	}
+}
+
+// running reports whether the driver has the device running.
+func (t *MMIO) running() bool {
+	return t.status&StatusDriverOK != 0 && t.status&StatusDeviceNeedsReset == 0
 }
 
 func (t *MMIO) update() {
@@ -283,17 +324,50 @@ func (t *MMIO) update() {
 	}
 }
 
-// process completes every request the driver has made available.
-func (t *MMIO) process() {
-	if !t.q.ready || t.status&StatusDeviceNeedsReset != 0 || t.status&StatusDriverOK == 0 {
+// process handles the driver's notify of queue qi: a QueueDevice is
+// told, any other device completes every request made available.
+func (t *MMIO) process(qi int) {
+	if !t.qs[qi].ready || !t.running() {
 		return
 	}
-	notify, err := t.q.drain(t.mem, t.dev)
+	if t.qdev != nil {
+		qs := &Queues{t: t}
+		t.finish(qs, t.qdev.Notify(qs, qi))
+		return
+	}
+	notify, err := t.qs[0].drain(t.mem, t.dev)
 	if err != nil {
 		t.needsReset()
 		return
 	}
 	if notify {
+		t.isr |= InterruptUsedRing
+		t.update()
+	}
+}
+
+// Run calls f with access to the queues, under the transport's lock, if
+// the driver has the device running; otherwise it does nothing. A
+// QueueDevice's goroutines use it to complete requests (a receive queue
+// the host fills). An error from f means the driver broke the ring: the
+// device then needs a reset.
+func (t *MMIO) Run(f func(*Queues) error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.running() {
+		return
+	}
+	qs := &Queues{t: t}
+	t.finish(qs, f(qs))
+}
+
+func (t *MMIO) finish(qs *Queues, err error) {
+	qs.t = nil // the Queues is not to be used after this
+	if err != nil {
+		t.needsReset()
+		return
+	}
+	if qs.interrupt {
 		t.isr |= InterruptUsedRing
 		t.update()
 	}

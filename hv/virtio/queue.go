@@ -60,49 +60,79 @@ func ring(mem Memory, addr, n uint64) ([]byte, error) {
 // publishes it as used. It reports whether the driver wants an interrupt
 // for what was completed; an error means the ring is malformed.
 func (q *queue) drain(mem Memory, dev Device) (bool, error) {
-	avail, err := ring(mem, q.driver, 4)
-	if err != nil {
-		return false, err
-	}
-	availIdx := binary.LittleEndian.Uint16(avail[2:])
-	if uint32(availIdx-q.lastAvail) > q.num {
-		return false, errRing // the driver claims more entries than the ring holds
-	}
 	done := 0
-	for q.lastAvail != availIdx {
-		e, err := ring(mem, q.driver+4+2*uint64(q.lastAvail%uint16(q.num)), 2)
+	for {
+		head, c, ok, err := q.pop(mem)
 		if err != nil {
 			return false, err
 		}
-		head := binary.LittleEndian.Uint16(e)
-		c, err := q.walk(mem, head)
-		if err != nil {
-			return false, err
+		if !ok {
+			break
 		}
 		written, err := dev.Serve(c)
 		if err != nil {
 			return false, err
 		}
-		used, err := ring(mem, q.device+4+8*uint64(q.usedIdx%uint16(q.num)), 8)
-		if err != nil {
+		if err := q.push(mem, head, written); err != nil {
 			return false, err
 		}
-		binary.LittleEndian.PutUint32(used, uint32(head))
-		binary.LittleEndian.PutUint32(used[4:], written)
-		q.lastAvail++
-		q.usedIdx++
-		// The element is written before the index that publishes it; Go
-		// keeps stores in program order and x86 does not reorder them.
-		idx, err := ring(mem, q.device+2, 2)
-		if err != nil {
-			return false, err
-		}
-		binary.LittleEndian.PutUint16(idx, q.usedIdx)
 		done++
 	}
 	if done == 0 {
 		return false, nil
 	}
+	return q.interruptWanted(mem)
+}
+
+// pop takes the next chain the driver has made available, if any. The
+// chain's buffers are valid until the next pop.
+func (q *queue) pop(mem Memory) (uint16, Chain, bool, error) {
+	avail, err := ring(mem, q.driver, 4)
+	if err != nil {
+		return 0, Chain{}, false, err
+	}
+	availIdx := binary.LittleEndian.Uint16(avail[2:])
+	if uint32(availIdx-q.lastAvail) > q.num {
+		return 0, Chain{}, false, errRing // the driver claims more entries than the ring holds
+	}
+	if q.lastAvail == availIdx {
+		return 0, Chain{}, false, nil
+	}
+	e, err := ring(mem, q.driver+4+2*uint64(q.lastAvail%uint16(q.num)), 2)
+	if err != nil {
+		return 0, Chain{}, false, err
+	}
+	head := binary.LittleEndian.Uint16(e)
+	c, err := q.walk(mem, head)
+	if err != nil {
+		return 0, Chain{}, false, err
+	}
+	q.lastAvail++
+	return head, c, true, nil
+}
+
+// push publishes the chain at head as used, with written bytes.
+func (q *queue) push(mem Memory, head uint16, written uint32) error {
+	used, err := ring(mem, q.device+4+8*uint64(q.usedIdx%uint16(q.num)), 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint32(used, uint32(head))
+	binary.LittleEndian.PutUint32(used[4:], written)
+	q.usedIdx++
+	// The element is written before the index that publishes it; Go
+	// keeps stores in program order and x86 does not reorder them.
+	idx, err := ring(mem, q.device+2, 2)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint16(idx, q.usedIdx)
+	return nil
+}
+
+// interruptWanted reports whether the driver wants an interrupt for used
+// buffers (VRING_AVAIL_F_NO_INTERRUPT clear).
+func (q *queue) interruptWanted(mem Memory) (bool, error) {
 	flags, err := ring(mem, q.driver, 2)
 	if err != nil {
 		return false, err

@@ -21,11 +21,15 @@ type devices struct {
 	pm        *acpi.PM
 	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
 	files     []*os.File
+	nets      []netDev
 }
 
 func (d *devices) close() {
 	for _, f := range d.files {
 		f.Close()
+	}
+	for _, n := range d.nets {
+		n.dev.Close()
 	}
 }
 
@@ -65,8 +69,8 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		}
 	}
 
-	if len(v.cfg.Disks) > maxVirtio {
-		return fmt.Errorf("vm: %d disks, at most %d", len(v.cfg.Disks), maxVirtio)
+	if n := len(v.cfg.Disks) + len(v.cfg.Nets); n > maxVirtio {
+		return fmt.Errorf("vm: %d disks and %d network devices, at most %d virtio devices", len(v.cfg.Disks), len(v.cfg.Nets), maxVirtio)
 	}
 	for i, disk := range v.cfg.Disks {
 		f, err := hostfile.OpenDisk(disk.Path, disk.ReadOnly)
@@ -85,7 +89,7 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			return err
 		}
 	}
-	return nil
+	return v.addNets(irq)
 }
 
 // addVirtio puts dev on the next virtio-mmio window.

@@ -37,6 +37,7 @@ type Config struct {
 	MemoryMiB int
 	VCPUs     int
 	Disks     []Disk
+	Nets      []Net // on the virtio-mmio bus after the disks
 	Name      string
 	UUID      string
 
@@ -274,6 +275,9 @@ func (v *VM) Run() control.Exit {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGUSR1)
 	defer signal.Stop(sig)
+	for _, n := range v.dev.nets {
+		n.dev.Start()
+	}
 	var wg sync.WaitGroup
 	for _, c := range v.vcpus {
 		wg.Add(1)
@@ -422,6 +426,7 @@ func (v *VM) Status() control.Status {
 		Interface: v.cfg.Admitted.Short(), Compat: v.cfg.Compat,
 		UptimeNS: time.Since(v.started).Nanoseconds(), CPUTimeNS: cpu,
 		BootTimerNS: v.bootTimer.Load(),
+		Net:         v.netStatus(),
 	}
 }
 

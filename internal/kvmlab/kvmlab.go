@@ -298,7 +298,8 @@ poweroff -f
 `
 
 // writeRoot writes the lab's initramfs: busybox, the kvm, loop, tun and
-// bridge modules of the cloud kernel, hv, xl, the spec's files and the script.
+// bridge modules of the cloud kernel (tun for virtio-net's taps, bridge
+// for xl's vifs), hv, xl, the spec's files and the script.
 func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	bb, err := Busybox(spec.Recipe)
 	if err != nil {
@@ -312,7 +313,6 @@ func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	if err != nil {
 		return err
 	}
-	// tun and bridge: xl makes a tap per vif and puts it on a bridge.
 	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop", "tun", "bridge"})
 	if err != nil {
 		return err
