@@ -3,6 +3,9 @@ package xl
 import (
 	"fmt"
 	"strconv"
+	"strings"
+
+	"github.com/xeno-hv/xeno/hv/control"
 
 	"github.com/xeno-hv/xeno/toolstack"
 	"github.com/xeno-hv/xeno/toolstack/hostnet"
@@ -13,7 +16,8 @@ import (
 // backend, which is the domain's hv process (its pid) rather than a
 // domain; handle is the device id; state is the tap's own state rather
 // than a xenbus number; xeno has no event channels or rings, so those
-// columns give way to the tap, its bridge and the guest's address.
+// columns give way to the tap, its bridge, the guest's address and the
+// hv's counters (rx is towards the guest, tx from it).
 func networkListCmd(io IO, args []string) error {
 	pos, err := flags(args, nil)
 	if err != nil {
@@ -30,11 +34,15 @@ func networkListCmd(io IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.Stdout, "%-3s %-7s %-17s %6s %-10s %-15s %-15s %s\n", "Idx", "BE", "Mac Addr.", "handle", "state", "tap", "bridge", "ip")
+	fmt.Fprintf(io.Stdout, "%-3s %-7s %-17s %6s %-10s %-15s %-15s %-18s %-18s %-18s\n", "Idx", "BE", "Mac Addr.", "handle", "state", "tap", "bridge", "ip", "rx-pkts/bytes", "tx-pkts/bytes")
 	for _, r := range recs {
 		be := "-"
+		var live []control.NetStatus
 		if r.HVAlive() {
 			be = strconv.Itoa(r.HVPid)
+			if in := ts.Inspect(r); in.Live != nil {
+				live = in.Live.Net
+			}
 		}
 		for i, v := range r.Config.Vifs {
 			tap := v.TapName(r.ID, i)
@@ -42,7 +50,15 @@ func networkListCmd(io IO, args []string) error {
 			if ip == "" {
 				ip = "-"
 			}
-			fmt.Fprintf(io.Stdout, "%-3d %-7s %-17s %6d %-10s %-15s %-15s %s\n", i, be, v.MAC, i, tapState(r, tap, v.Bridge), tap, v.Bridge, ip)
+			rx, tx := "-", "-"
+			for _, n := range live {
+				if n.Index == i {
+					rx = fmt.Sprintf("%d/%d", n.RxPackets, n.RxBytes)
+					tx = fmt.Sprintf("%d/%d", n.TxPackets, n.TxBytes)
+				}
+			}
+			line := fmt.Sprintf("%-3d %-7s %-17s %6d %-10s %-15s %-15s %-18s %-18s %s", i, be, v.MAC, i, tapState(r, tap, v.Bridge), tap, v.Bridge, ip, rx, tx)
+			fmt.Fprintln(io.Stdout, strings.TrimRight(line, " "))
 		}
 	}
 	return nil

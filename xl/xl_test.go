@@ -436,9 +436,9 @@ func TestNetworkListRecords(t *testing.T) {
 		t.Fatalf("network-list: %d %q %q", code, o, e)
 	}
 	for i, want := range []string{
-		"Idx BE Mac Addr. handle state tap bridge ip",
-		"0 - 00:16:3e:00:00:01 0 no-tap vif1.0 xenbr0 10.0.0.2/24",
-		"1 - 00:16:3e:00:00:02 1 no-tap web0 br1 -",
+		"Idx BE Mac Addr. handle state tap bridge ip rx-pkts/bytes tx-pkts/bytes",
+		"0 - 00:16:3e:00:00:01 0 no-tap vif1.0 xenbr0 10.0.0.2/24 - -",
+		"1 - 00:16:3e:00:00:02 1 no-tap web0 br1 - - -",
 	} {
 		if got := strings.Join(strings.Fields(lines[i]), " "); got != want {
 			t.Errorf("line %d: %q, want %q", i, got, want)

@@ -150,7 +150,7 @@ func TestVifTaps(t *testing.T) {
 	for i, l := range lines[1:] {
 		f := strings.Fields(l)
 		tap := "vif" + id + "." + strconv.Itoa(i)
-		if len(f) != 8 || f[0] != strconv.Itoa(i) || f[1] != strconv.Itoa(r.HVPid) || f[5] != tap || f[6] != "xenbr7" || f[4] == "no-tap" || f[4] == "off-bridge" {
+		if len(f) != 10 || f[0] != strconv.Itoa(i) || f[1] != strconv.Itoa(r.HVPid) || f[5] != tap || f[6] != "xenbr7" || f[4] == "no-tap" || f[4] == "off-bridge" || !strings.Contains(f[8], "/") {
 			t.Errorf("network-list line %d: %q", i, l)
 		}
 	}
@@ -216,6 +216,10 @@ echo "LC: the host pings nb"
 type_line na 'ping -c 3 -W 10 10.0.0.3 >/dev/null && echo NA-TO-NB-OK'
 waitlog na 'NA-TO-NB-OK' 90
 echo "LC: na pings nb across the bridge"
+xl network-list na
+tx=$(xl network-list na | awk 'NR==2 {print $10}')
+[ "${tx%%/*}" -gt 0 ] 2>/dev/null || fail "network-list shows no packets sent by na: '$tx'"
+echo "LC: network-list counts na's packets: tx $tx"
 xl list -l na > /tmp/na.json
 grep -q '"vifs"' /tmp/na.json || fail "xl list -l shows no vifs"
 timeout 60 xl destroy na || fail "xl destroy na"
