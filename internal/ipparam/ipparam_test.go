@@ -99,3 +99,22 @@ func TestParseGateway(t *testing.T) {
 		}
 	}
 }
+
+// Parse reads what PID 1 finds on the kernel command line, which anyone
+// who writes a config controls: it must not panic, and what it accepts
+// must write back as a parameter that parses to the same thing.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"10.0.0.2::10.0.0.1:255.255.255.0::eth0:off", "dhcp", "10.0.0.2", "1.2.3.4:::::", ":::::::::::", "10.0.0.2:::255.255.255.255::eth9:none:8.8.8.8:8.8.4.4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := Parse(v)
+		if err != nil {
+			return
+		}
+		again, err := Parse(strings.TrimPrefix(c.String(), "ip="))
+		if err != nil || again != c {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", v, c, c.String(), again, err)
+		}
+	})
+}
