@@ -225,6 +225,13 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 	if cfg.Vifs, err = r.vifs(cfg.UUID, len(cfg.Disks)); err != nil {
 		return nil, r.warns, err
 	}
+	for i, v := range cfg.Vifs {
+		if v.IP == "" || !hasIPParam(cfg.Cmdline) {
+			continue
+		}
+		r.warn(r.c.Get("vif").Value.Items[i].Pos, "vif %d has ip= and the command line has its own ip= too: the guest gets both, and xeno-init applies them in order", i)
+		break
+	}
 	if s := c.Get("interface"); s != nil {
 		in, err := r.str("interface")
 		if err != nil {
@@ -605,6 +612,15 @@ func (r *resolver) vifs(uuid string, ndisks int) ([]Vif, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+func hasIPParam(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, "ip=") {
+			return true
+		}
+	}
+	return false
 }
 
 // KernelCmdline is the command line the guest boots with: Cmdline, then

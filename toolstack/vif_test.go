@@ -166,6 +166,13 @@ func TestVifResolve(t *testing.T) {
 	}
 }
 
+func TestVifIPParamTwice(t *testing.T) {
+	_, w := mustResolve(t, "name = \"g\"\nkernel = \"/k\"\nextra = \"ip=dhcp\"\nvif = [ '', 'ip=10.0.0.2' ]\n")
+	if len(w) != 1 || !strings.Contains(w[0].String(), "d.cfg:4: warning: vif 1 has ip= and the command line has its own") {
+		t.Errorf("warnings %v", w)
+	}
+}
+
 // Every bad vif is reported at the line of the spec, not of "vif =".
 func TestVifResolveErrors(t *testing.T) {
 	head := "name = \"g\"\nkernel = \"/k\"\n"
