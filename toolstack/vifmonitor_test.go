@@ -58,10 +58,11 @@ func fakeHVMain(args []string) int {
 		if line, err := bufio.NewReader(c).ReadBytes('\n'); err == nil && json.Unmarshal(line, &req) == nil {
 			resp := control.Response{OK: true, Status: &control.Status{State: control.StateRunning}}
 			_ = json.NewEncoder(c).Encode(resp)
-			if req.Cmd == control.CmdDestroy {
-				b, _ := json.Marshal(control.Exit{Reason: control.ReasonDestroyed, Code: control.ExitCode(control.ReasonDestroyed), Time: time.Now()})
+			reason := map[string]string{control.CmdDestroy: control.ReasonDestroyed, control.CmdReboot: control.ReasonReboot}[req.Cmd]
+			if reason != "" {
+				b, _ := json.Marshal(control.Exit{Reason: reason, Code: control.ExitCode(reason), Time: time.Now()})
 				_ = os.WriteFile(control.ExitFile(sock), b, 0o600)
-				return control.ExitCode(control.ReasonDestroyed)
+				return control.ExitCode(reason)
 			}
 		}
 		c.Close()
@@ -71,8 +72,9 @@ func fakeHVMain(args []string) int {
 // The monitor's side of vifs, with a fake hv and no KVM, in a network
 // namespace of its own: the taps exist on their bridge before the hv
 // starts, the hv gets them as descriptors 3 and 4 in vif order with
-// matching --net flags, the monitor keeps no copy, and when the hv ends
-// the taps are gone. A missing bridge fails the start and leaves nothing.
+// matching --net flags, the monitor keeps no copy, a reboot's restart has
+// new taps for its new ID, and when the hv ends the taps are gone. A
+// missing bridge fails the start and leaves nothing.
 func TestMonitorVifs(t *testing.T) {
 	if os.Getenv("TOOLSTACK_NETNS") != t.Name() {
 		if os.Geteuid() != 0 {
@@ -146,13 +148,31 @@ func TestMonitorVifs(t *testing.T) {
 			t.Errorf("the monitor keeps tap descriptor %s", fd.Name())
 		}
 	}
+	// A reboot restarts the domain under a new ID, so new taps, and the
+	// old ones go with the old hv.
+	if _, err := control.Call(r.Control, control.CmdReboot, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err0 := hostnet.GetLink("vif2.0")
+		_, err1 := hostnet.GetLink("vif2.1")
+		_, old := hostnet.GetLink("vif1.0")
+		if err0 == nil && err1 == nil && errors.Is(old, hostnet.ErrNoLink) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after reboot: vif2.0 %v, vif2.1 %v, vif1.0 %v", err0, err1, old)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := ts.Destroy("v"); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("monitor: %v", err)
 	}
-	for _, tap := range []string{"vif1.0", "vif1.1"} {
+	for _, tap := range []string{"vif1.0", "vif1.1", "vif2.0", "vif2.1"} {
 		if _, err := hostnet.GetLink(tap); !errors.Is(err, hostnet.ErrNoLink) {
 			t.Errorf("%s after destroy: %v", tap, err)
 		}
@@ -166,11 +186,11 @@ func TestMonitorVifs(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ts.Monitor(r.ID, CreateOptions{}, func(error) {})
-	if err == nil || !strings.Contains(err.Error(), "vif 1 (vif2.1)") || !strings.Contains(err.Error(), "bridge gone0 does not exist") {
+	if err == nil || !strings.Contains(err.Error(), "vif 1 (vif3.1)") || !strings.Contains(err.Error(), "bridge gone0 does not exist") {
 		t.Errorf("start on a missing bridge: %v", err)
 	}
-	if _, err := hostnet.GetLink("vif2.0"); !errors.Is(err, hostnet.ErrNoLink) {
-		t.Errorf("vif2.0 left after the failed start: %v", err)
+	if _, err := hostnet.GetLink("vif3.0"); !errors.Is(err, hostnet.ErrNoLink) {
+		t.Errorf("vif3.0 left after the failed start: %v", err)
 	}
 	if _, err := ts.State.Load(r.ID); err == nil {
 		t.Error("the record of the failed start is still there")
