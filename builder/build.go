@@ -175,7 +175,7 @@ func (b *build) tree() error {
 	}
 	b.add(initd.ConfigPath, images.File{Mode: 0o644, Data: cb.Bytes()})
 	b.man = manifest.Manifest{Name: r.Name, Interface: interfaceOf(t.iface), HVRelease: t.build.Release.String(),
-		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: b.kernel.Release, Cmdline: r.Kernel.Cmdline}
+		HVBuildID: t.build.BuildID, Epoch: r.Epoch, KernelRelease: b.kernel.Release, Cmdline: r.Cmdline()}
 	inner, err := b.man.Encode("The image's own manifest, written by xeno build.")
 	if err != nil {
 		return fmt.Errorf("builder: %w", err)
@@ -196,7 +196,7 @@ func (b *build) writeInitramfs() error {
 	if err != nil {
 		return err
 	}
-	b.spec = images.BootSpec{Kernel: kernel, Initrd: initrd, Cmdline: r.Kernel.Cmdline, Label: r.Name,
+	b.spec = images.BootSpec{Kernel: kernel, Initrd: initrd, Cmdline: r.Cmdline(), Label: r.Name,
 		Epoch: time.Unix(r.Epoch, 0).UTC(), Seed: r.Seed}
 	for role, data := range b.boot {
 		if err := b.spec.SetBoot(role, data); err != nil {

@@ -128,6 +128,9 @@ func Main() {
 	if !cl.NoModules {
 		loadModules(out, cfg.Modules)
 	}
+	// Before the command, which may well be a server: its network is
+	// up when it starts.
+	setUpNetwork(out, string(cmdline))
 	// Ports for the shutdown reason: only where the hv offers the port.
 	// (Compat behaviour: 1.1 and older power off through ACPI alone.)
 	var p Ports

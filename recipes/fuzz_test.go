@@ -1,6 +1,9 @@
 package recipes
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // maxFuzzInput bounds the inputs FuzzParse looks at. Go's minimizer tries
 // every cut of an interesting input, about n²/2 parses of average length
@@ -29,6 +32,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if r.Name == "" || r.Seed == "" || len(r.Outputs) == 0 || r.Epoch <= 0 {
 			t.Fatalf("accepted an incomplete recipe: %+v", r)
+		}
+		if c := r.Cmdline(); len(c) > 2047 || (r.Network.Address != "") != strings.Contains(c, "ip=") && !strings.Contains(r.Kernel.Cmdline, "ip=") {
+			t.Fatalf("accepted [network] %+v with command line %q", r.Network, c)
 		}
 		for _, d := range r.Debs() {
 			if len(d.SHA256) != 64 || d.Version == "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/images"
+	"github.com/xeno-hv/xeno/internal/ipparam"
 )
 
 // Size limits: a recipe is a short text, and every file it places in an
@@ -41,6 +42,7 @@ type Recipe struct {
 	Files     []File    `toml:"files"`
 	Init      Init      `toml:"init"`
 	Initramfs Initramfs `toml:"initramfs"`
+	Network   Network   `toml:"network"`
 	Outputs   []Output  `toml:"outputs"`
 
 	lines keyLines
@@ -116,6 +118,14 @@ type Init struct {
 type Initramfs struct {
 	Compression string   `toml:"compression"`
 	Modules     []string `toml:"modules"`
+}
+
+// Network is the guest's static IPv4 address, which goes on the image's
+// kernel command line as ip= (internal/ipparam) for xeno-init to set.
+type Network struct {
+	Address   string `toml:"address"`   // "10.0.2.15/24"; /24 if no prefix
+	Gateway   string `toml:"gateway"`   // the default route's router, optional
+	Interface string `toml:"interface"` // default "eth0"
 }
 
 // Output is one artefact to write, in a format of images.Formats.
@@ -245,7 +255,7 @@ const (
 // the error, at its line.
 func (r *Recipe) validate() error {
 	for _, check := range []func() error{
-		r.checkHead, r.checkKernel, r.checkPackages, r.checkImagePaths, r.checkInit, r.checkInitramfs, r.checkOutputs,
+		r.checkHead, r.checkKernel, r.checkPackages, r.checkImagePaths, r.checkInit, r.checkInitramfs, r.checkNetwork, r.checkOutputs,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -455,6 +465,64 @@ func (r *Recipe) checkInitramfs() error {
 		}
 	}
 	return nil
+}
+
+// checkNetwork checks [network] and fills in its default interface.
+func (r *Recipe) checkNetwork() error {
+	n := &r.Network
+	if n.Address == "" {
+		if n.Gateway != "" || n.Interface != "" {
+			return r.Errorf("network", "[network] without address: give the guest's address, e.g. address = \"10.0.2.15/24\"")
+		}
+		return nil
+	}
+	if _, err := r.netParam(); err != nil {
+		return err
+	}
+	if n.Interface == "" {
+		n.Interface = "eth0"
+	}
+	if c := r.Cmdline(); len(c) > 2047 {
+		return r.Errorf("network", "the kernel command line with [network]'s ip= is %d bytes, the boot protocol allows 2047", len(c))
+	}
+	return nil
+}
+
+// netParam is [network] as the kernel's ip= parameter.
+func (r *Recipe) netParam() (ipparam.Config, error) {
+	n := r.Network
+	p, err := ipparam.ParseAddress(n.Address)
+	if err != nil {
+		return ipparam.Config{}, r.Errorf("network.address", "address %v", err)
+	}
+	c := ipparam.Config{Addr: p, Device: n.Interface}
+	if c.Device == "" {
+		c.Device = "eth0"
+	}
+	if !ifnameRE.MatchString(c.Device) {
+		return c, r.Errorf("network.interface", "interface %q: want a guest interface name such as eth0", n.Interface)
+	}
+	if n.Gateway != "" {
+		if c.Gateway, err = ipparam.ParseGateway(n.Gateway, p); err != nil {
+			return c, r.Errorf("network.gateway", "%v", err)
+		}
+	}
+	return c, nil
+}
+
+var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// Cmdline is the image's kernel command line: [kernel] cmdline, then
+// [network]'s ip= parameter if the recipe has one.
+func (r *Recipe) Cmdline() string {
+	if r.Network.Address == "" {
+		return r.Kernel.Cmdline
+	}
+	c, err := r.netParam()
+	if err != nil {
+		return r.Kernel.Cmdline // validate refuses such a recipe
+	}
+	return strings.TrimSpace(r.Kernel.Cmdline + " " + c.String())
 }
 
 // checkOutputs checks [[outputs]] against images.Formats: known, each

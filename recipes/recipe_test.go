@@ -226,3 +226,40 @@ func TestLockCheck(t *testing.T) {
 		t.Errorf("missing lock: %v", err)
 	}
 }
+
+// [network] becomes the image's ip= parameter; each bad value is
+// reported at its own line. base has 26 lines, so [network] is line 28.
+func TestNetworkSection(t *testing.T) {
+	r, err := Parse("r.toml", []byte(base+"\n[network]\naddress = \"10.0.2.15\"\ngateway = \"10.0.2.2\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Cmdline(), "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"; got != want {
+		t.Errorf("cmdline %q, want %q", got, want)
+	}
+	src := strings.Replace(base, `version = "1.0-1"`, "version = \"1.0-1\"\ncmdline = \"console=ttyS0\"", 1)
+	r, err = Parse("r.toml", []byte(src+"\n[network]\naddress = \"192.168.7.9/16\"\ninterface = \"eth1\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Cmdline(), "console=ttyS0 ip=192.168.7.9:::255.255.0.0::eth1:off"; got != want {
+		t.Errorf("cmdline %q, want %q", got, want)
+	}
+	if r, _ := Parse("r.toml", []byte(base)); r.Cmdline() != "" {
+		t.Errorf("no [network], cmdline %q", r.Cmdline())
+	}
+	for body, want := range map[string]string{
+		"address = \"10.0.2.256\"":                         "r.toml:29: address \"10.0.2.256\": want an IPv4 address",
+		"address = \"10.0.2.15/40\"":                       "r.toml:29: address \"10.0.2.15/40\": prefix",
+		"address = \"10.0.2.0/24\"":                        "r.toml:29: address \"10.0.2.0/24\": that is the network's",
+		"address = \"10.0.2.15\"\ngateway = \"10.0.3.1\"":  "r.toml:30: gateway 10.0.3.1 is not in 10.0.2.15/24's network",
+		"address = \"10.0.2.15\"\ninterface = \"eth 0\"":   "r.toml:30: interface \"eth 0\"",
+		"gateway = \"10.0.2.2\"":                           "r.toml:28: [network] without address",
+		"address = \"10.0.2.15\"\nnetmask = \"255.0.0.0\"": "r.toml:30: unknown key \"network.netmask\"",
+	} {
+		_, err := Parse("r.toml", []byte(base+"\n[network]\n"+body+"\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant %q", body, err, want)
+		}
+	}
+}

@@ -16,10 +16,14 @@ import (
 )
 
 // With XENO_TEST_FAKE_XL=1 this test binary is xl for spawnMonitor:
-// `__monitor --adopt ID` runs Adopt, as xl's monitor command does.
+// `__monitor --adopt ID` runs Adopt, as xl's monitor command does. With
+// XENO_TEST_FAKE_HV=1 it is the monitor's hv (fakeHVMain).
 func TestMain(m *testing.M) {
 	if os.Getenv("XENO_TEST_FAKE_XL") == "1" {
 		os.Exit(fakeXL(os.Args[1:]))
+	}
+	if os.Getenv("XENO_TEST_FAKE_HV") == "1" {
+		os.Exit(fakeHVMain(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }

@@ -13,12 +13,13 @@ import (
 	"github.com/xeno-hv/xeno/images"
 	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
+	"github.com/xeno-hv/xeno/toolstack/hostnet"
 )
 
 // Refusal is why a domain may not be created. xl prints it and exits
 // non-zero; nothing has been started or recorded when it is returned.
 type Refusal struct {
-	Check string // "kernel", "host", "interface", "ramdisk", "disk"
+	Check string // "kernel", "host", "interface", "ramdisk", "disk", "network"
 	File  string // the file the refusal is about, if any
 	Rule  string // the rule that decided, e.g. abi.RuleNewer or "boot-protocol"
 	Msg   string
@@ -122,6 +123,13 @@ func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
 	}
 	for _, d := range cfg.Disks {
 		add("disk "+d.Vdev, checkDisk(d), d.Target+map[bool]string{true: " (ro)", false: " (rw)"}[d.ReadOnly])
+	}
+	for i, v := range cfg.Vifs {
+		var err error
+		if berr := hostnet.CheckBridge(v.Bridge); berr != nil {
+			err = &Refusal{Check: "network", Rule: "bridge", Msg: fmt.Sprintf("vif %d: %v", i, berr), Err: berr}
+		}
+		add(fmt.Sprintf("vif %d", i), err, fmt.Sprintf("mac %s on bridge %s", v.MAC, v.Bridge))
 	}
 
 	guest, from, warn, err := GuestInterface(cfg, opt.Build)

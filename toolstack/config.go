@@ -46,6 +46,7 @@ type Config struct {
 	Ramdisk    string `json:"ramdisk,omitempty"`
 	Cmdline    string `json:"cmdline"`
 	Disks      []Disk `json:"disks,omitempty"`
+	Vifs       []Vif  `json:"vifs,omitempty"`
 	OnPoweroff Action `json:"on_poweroff"`
 	OnReboot   Action `json:"on_reboot"`
 	OnCrash    Action `json:"on_crash"`
@@ -87,7 +88,6 @@ type ResolveOptions struct {
 // ignored are xl.cfg keys that xeno knows but does not implement; they
 // warn with the reason instead of the generic "unknown key".
 var ignored = map[string]string{
-	"vif":                  "xeno has no network backend in the toolstack yet",
 	"vfb":                  "xeno has no framebuffer",
 	"vkb":                  "xeno has no virtual keyboard",
 	"pci":                  "xeno has no PCI passthrough",
@@ -107,7 +107,7 @@ var known = map[string]bool{
 	"cmdline": true, "extra": true, "root": true, "disk": true,
 	"on_poweroff": true, "on_reboot": true, "on_crash": true,
 	"on_watchdog": true, "on_soft_reset": true,
-	"uuid": true, "interface": true,
+	"uuid": true, "interface": true, "vif": true,
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:+-]{1,64}$`)
@@ -221,6 +221,16 @@ func Resolve(c *xlcfg.Config, opt ResolveOptions) (*Config, []Warning, error) {
 		cfg.UUID = strings.ToLower(u)
 	} else {
 		cfg.UUID = NewUUID()
+	}
+	if cfg.Vifs, err = r.vifs(cfg.UUID, len(cfg.Disks)); err != nil {
+		return nil, r.warns, err
+	}
+	for i, v := range cfg.Vifs {
+		if v.IP == "" || !hasIPParam(cfg.Cmdline) {
+			continue
+		}
+		r.warn(r.c.Get("vif").Value.Items[i].Pos, "vif %d has ip= and the command line has its own ip= too: the guest gets both, and xeno-init applies them in order", i)
+		break
 	}
 	if s := c.Get("interface"); s != nil {
 		in, err := r.str("interface")
@@ -557,6 +567,75 @@ func setAccess(d *Disk, v string) error {
 		return fmt.Errorf("access=%s: want ro or rw", v)
 	}
 	return nil
+}
+
+// vifs resolves vif = [ ... ]: each spec parsed, then the defaults (the
+// bridge, a MAC derived from the domain's UUID) applied. ndisks is how
+// many of the hv's virtio slots the disks take.
+func (r *resolver) vifs(uuid string, ndisks int) ([]Vif, error) {
+	s := r.c.Get("vif")
+	if s == nil {
+		return nil, nil
+	}
+	if s.Value.Kind != xlcfg.List {
+		return nil, xlcfg.Errorf(s.Value.Pos, "%v", errVifList)
+	}
+	if n := ndisks + len(s.Value.Items); n > maxVirtio {
+		return nil, xlcfg.Errorf(s.Value.Pos, "%d disks and %d vifs: the hv has %d virtio-mmio slots for them all", ndisks, len(s.Value.Items), maxVirtio)
+	}
+	var out []Vif
+	macs, names := map[string]int{}, map[string]int{}
+	for i, it := range s.Value.Items {
+		if it.Kind == xlcfg.List {
+			return nil, xlcfg.Errorf(it.Pos, "vif entry %d is a list; want a vifspec string", i+1)
+		}
+		v, err := ParseVifspec(it.Text)
+		if err != nil {
+			return nil, xlcfg.Errorf(it.Pos, "vif %d %q: %v", i, it.Text, err)
+		}
+		if v.Bridge == "" {
+			v.Bridge = DefaultBridge
+		}
+		if v.MAC == "" {
+			v.MAC, v.MACAuto = DeriveMAC(uuid, i), true
+		}
+		if j, dup := macs[v.MAC]; dup {
+			return nil, xlcfg.Errorf(it.Pos, "vif %d %q: mac %s is vif %d's too", i, it.Text, v.MAC, j)
+		}
+		macs[v.MAC] = i
+		if v.Vifname != "" {
+			if j, dup := names[v.Vifname]; dup {
+				return nil, xlcfg.Errorf(it.Pos, "vif %d %q: vifname %s is vif %d's too", i, it.Text, v.Vifname, j)
+			}
+			names[v.Vifname] = i
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func hasIPParam(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, "ip=") {
+			return true
+		}
+	}
+	return false
+}
+
+// KernelCmdline is the command line the guest boots with: Cmdline, then
+// an ip= parameter for each vif with an address (Vif.IPParam).
+func (c *Config) KernelCmdline() string {
+	parts := []string{}
+	if c.Cmdline != "" {
+		parts = append(parts, c.Cmdline)
+	}
+	for i, v := range c.Vifs {
+		if p := v.IPParam(i); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func (r *resolver) action(key string, def Action) (Action, error) {

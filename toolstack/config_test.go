@@ -183,13 +183,13 @@ func TestRefusedValues(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	_, w := mustResolve(t, "name = \"g\"\nkernel = \"/k\"\nfrobnicate = 1\nvif = [ 'bridge=xenbr0' ]\nmemory = 64\nmaxmem = 128\n")
+	_, w := mustResolve(t, "name = \"g\"\nkernel = \"/k\"\nfrobnicate = 1\nvfb = [ 'vnc=1' ]\nmemory = 64\nmaxmem = 128\n")
 	var msgs []string
 	for _, x := range w {
 		msgs = append(msgs, x.String())
 	}
 	all := strings.Join(msgs, "\n")
-	for _, want := range []string{`d.cfg:3: warning: unknown key "frobnicate"`, "d.cfg:4: warning: vif is ignored", "d.cfg:6: warning: maxmem = 128 > memory = 64"} {
+	for _, want := range []string{`d.cfg:3: warning: unknown key "frobnicate"`, "d.cfg:4: warning: vfb is ignored", "d.cfg:6: warning: maxmem = 128 > memory = 64"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("warnings %q lack %q", all, want)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/jail"
+	"github.com/xeno-hv/xeno/toolstack/hostnet"
 )
 
 // Toolstack runs domains: one detached hv process per domain, watched by
@@ -243,8 +244,8 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 	if c.Ramdisk != "" {
 		a = append(a, "--initrd", c.Ramdisk)
 	}
-	if c.Cmdline != "" {
-		a = append(a, "--cmdline", c.Cmdline)
+	if cl := c.KernelCmdline(); cl != "" {
+		a = append(a, "--cmdline", cl)
 	}
 	a = append(a, "--memory", strconv.FormatInt(c.MemoryMiB, 10), "--vcpus", strconv.Itoa(c.VCPUs))
 	for _, d := range c.Disks {
@@ -253,6 +254,11 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 			s += ",ro"
 		}
 		a = append(a, "--disk", s)
+	}
+	// The taps are the hv's descriptors 3, 4, ... in vif order
+	// (exec.Cmd.ExtraFiles, set up by plugVifs).
+	for i, v := range c.Vifs {
+		a = append(a, "--net", v.HVArg(3+i))
 	}
 	if r.Vsock != "" {
 		a = append(a, "--vsock", fmt.Sprintf("cid=%d,uds=%s", r.VsockCID, r.Vsock))
@@ -313,14 +319,29 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		os.Remove(control.ExitFile(r.Control))
 		// -p applies to the creation only: a domain restarted by
 		// on_reboot runs at once, as in xl.
+		// The taps are made here, as root and before the hv starts (and
+		// drops its privileges), for every start: a restart has a new ID,
+		// so new vifDOMID.DEVID names.
+		taps, err := plugVifs(r)
+		if err != nil {
+			hvlog.Close()
+			tell(err)
+			_ = t.removeLocked(id)
+			return err
+		}
 		cmd := exec.Command(t.HV, t.hvArgs(r, opt.Paused && first)...)
+		cmd.ExtraFiles = taps
 		cmd.Stdout, cmd.Stderr = hvlog, hvlog
 		// The hv gets its own session: a signal to xl's terminal or to
 		// the monitor's group never reaches a guest.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		cmd.Dir = "/"
 		start := time.Now()
-		if err := cmd.Start(); err != nil {
+		err = cmd.Start()
+		// From here the hv holds the only descriptors to its taps, so
+		// the kernel removes them when it ends, however it ends.
+		closeAll(taps)
+		if err != nil {
 			hvlog.Close()
 			err = fmt.Errorf("toolstack: start %s: %w", t.HV, err)
 			tell(err)
@@ -382,6 +403,36 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			fmt.Fprintf(os.Stderr, "xl monitor: domain restarted %d times in %v; waiting %v\n", restartBurst, restartWindow, d)
 			time.Sleep(d)
 		}
+	}
+}
+
+// plugVifs makes r's taps, vifDOMID.DEVID, each on its bridge and up,
+// and returns their descriptors in vif order. On error nothing is left:
+// a tap whose descriptor closes is gone.
+func plugVifs(r *Record) ([]*os.File, error) {
+	var taps []*os.File
+	for i, v := range r.Config.Vifs {
+		name := v.TapName(r.ID, i)
+		err := hostnet.CheckBridge(v.Bridge)
+		var f *os.File
+		if err == nil {
+			f, err = hostnet.OpenTap(name)
+		}
+		if err == nil {
+			taps = append(taps, f)
+			err = hostnet.Plug(name, v.Bridge)
+		}
+		if err != nil {
+			closeAll(taps)
+			return nil, fmt.Errorf("toolstack: vif %d (%s): %w", i, name, err)
+		}
+	}
+	return taps, nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
 	}
 }
 

@@ -45,6 +45,7 @@ func commands() []command {
 		{name: "pause", usage: "DOM", summary: "pause a domain's vCPUs", run: pauseCmd},
 		{name: "unpause", usage: "DOM", summary: "resume a paused domain", run: unpauseCmd},
 		{name: "list", usage: "[-l] [-v] [DOM ...]", summary: "list domains (-l: JSON, -v: UUID and interface)", run: listCmd},
+		{name: "network-list", usage: "DOM [DOM ...]", summary: "list a domain's network devices (vifs)", run: networkListCmd},
 		{name: "console", usage: "DOM", summary: "attach to a domain's console (escape: ^])", run: consoleCmd},
 		{name: "uptime", usage: "[DOM ...]", summary: "show how long domains have run", run: uptimeCmd},
 		{name: "domid", usage: "NAME", summary: "print a domain's ID", run: domidCmd},
@@ -120,7 +121,7 @@ func help(w io.Writer, cmds []command) {
 	fmt.Fprintln(w)
 	for _, c := range cmds {
 		if !c.hidden {
-			fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+			fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 		}
 	}
 	fmt.Fprintln(w)

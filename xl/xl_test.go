@@ -420,3 +420,34 @@ func TestMonitorAdoptNotOrphaned(t *testing.T) {
 		t.Errorf("monitor without --adopt: %d %q", code, e)
 	}
 }
+
+// network-list over a domain with no hv: every vif listed in xl's column
+// order, the tap named vifDOMID.DEVID and, as no hv holds it, absent.
+func TestNetworkListRecords(t *testing.T) {
+	vifs := []toolstack.Vif{
+		{MAC: "00:16:3e:00:00:01", Bridge: "xenbr0", IP: "10.0.0.2/24"},
+		{MAC: "00:16:3e:00:00:02", Bridge: "br1", Vifname: "web0"},
+	}
+	withRecords(t, toolstack.Plan{Config: &toolstack.Config{MemoryMiB: 64, VCPUs: 1, Vifs: vifs}},
+		record{"net", toolstack.StateShutdown}, record{"nonet", toolstack.StateShutdown})
+	o, e, code := run("network-list", "net")
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	if code != 0 || len(lines) != 3 {
+		t.Fatalf("network-list: %d %q %q", code, o, e)
+	}
+	for i, want := range []string{
+		"Idx BE Mac Addr. handle state tap bridge ip rx-pkts/bytes tx-pkts/bytes",
+		"0 - 00:16:3e:00:00:01 0 no-tap vif1.0 xenbr0 10.0.0.2/24 - -",
+		"1 - 00:16:3e:00:00:02 1 no-tap web0 br1 - - -",
+	} {
+		if got := strings.Join(strings.Fields(lines[i]), " "); got != want {
+			t.Errorf("line %d: %q, want %q", i, got, want)
+		}
+	}
+	if _, e, code := run("network-list"); code != 2 || !strings.Contains(e, "usage") {
+		t.Errorf("no domain: %d %q", code, e)
+	}
+	if _, e, code := run("network-list", "nosuch"); code != 1 || !strings.Contains(e, "nosuch") {
+		t.Errorf("missing domain: %d %q", code, e)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -77,6 +78,73 @@ func parseVsock(s string) (*vm.Vsock, error) {
 	return &v, nil
 }
 
+type netFlags []vm.Net
+
+func (n *netFlags) String() string { return fmt.Sprint(*n) }
+func (n *netFlags) Set(s string) error {
+	c, err := parseNet(s)
+	if err != nil {
+		return fmt.Errorf("net %q: %w", s, err)
+	}
+	*n = append(*n, c)
+	return nil
+}
+
+// parseNet reads one --net value (docs/hv.md):
+// fd=FD|tap=IFNAME[,mac=MAC][,rate=BYTES_PER_S][,burst=BYTES][,pps=PACKETS_PER_S].
+func parseNet(s string) (vm.Net, error) {
+	c := vm.Net{FD: -1}
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(s, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || val == "" {
+			return vm.Net{}, fmt.Errorf("%q is not KEY=VALUE", kv)
+		}
+		if seen[k] {
+			return vm.Net{}, fmt.Errorf("%s given twice", k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "fd":
+			var fd uint64
+			fd, err = strconv.ParseUint(val, 10, 31)
+			c.FD = int(fd)
+			if err == nil && fd <= 2 {
+				err = errors.New("is stdin, stdout or stderr")
+			}
+		case "tap":
+			if len(val) >= 16 || strings.ContainsAny(val, "/ \x00") {
+				err = errors.New("not an interface name")
+			}
+			c.Tap = val
+		case "mac":
+			c.MAC, err = net.ParseMAC(val)
+			if err == nil && (len(c.MAC) != 6 || c.MAC[0]&1 != 0) {
+				err = errors.New("not a 6-byte unicast address")
+			}
+		case "rate":
+			c.Limit.Bytes, err = strconv.ParseUint(val, 10, 64)
+		case "burst":
+			c.Limit.Burst, err = strconv.ParseUint(val, 10, 64)
+		case "pps":
+			c.Limit.Ops, err = strconv.ParseUint(val, 10, 64)
+		default:
+			err = errors.New("unknown key (fd, tap, mac, rate, burst, pps)")
+		}
+		if err != nil {
+			return vm.Net{}, fmt.Errorf("%s=%s: %w", k, val, err)
+		}
+	}
+	switch {
+	case seen["fd"] == seen["tap"]:
+		return vm.Net{}, errors.New("want one of fd=FD or tap=IFNAME")
+	case seen["burst"] && !seen["rate"]:
+		return vm.Net{}, errors.New("burst= without rate=")
+	}
+	return c, nil
+}
+
 // usageError is a bad command line: exit code control.ExitUsage.
 type usageError struct{ error }
 
@@ -115,8 +183,10 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
 		vsockFlag = fs.String("vsock", "", "virtio-vsock device cid=N,uds=PATH: the guest reaches PATH_PORT, host clients connect through PATH (docs/devices.md)")
 		disks     diskFlags
+		nets      netFlags
 	)
 	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
+	fs.Var(&nets, "net", "virtio-net device on a tap: fd=FD|tap=IFNAME[,mac=MAC][,rate=BYTES_PER_S][,burst=BYTES][,pps=PACKETS_PER_S] (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return control.ExitUsage
 	}
@@ -249,7 +319,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 	}
 	v, err := vm.New(vm.Config{
-		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks, Vsock: vsock,
+		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks, Nets: nets, Vsock: vsock,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
 		Console: con, Log: stderr, Start: start, Paused: *paused,
 		VCPUStart: enterVCPU,

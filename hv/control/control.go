@@ -60,6 +60,36 @@ type Status struct {
 	// BootTimerNS is the time from process start to the guest's first
 	// write of the boot-timer port, 0 until it happens.
 	BootTimerNS int64 `json:"boot_timer_ns"`
+	// Net has one entry per virtio-net device, in --net order.
+	Net []NetStatus `json:"net,omitempty"`
+}
+
+// NetStatus is one virtio-net device: its identity and counters since
+// the hv started. Rx is towards the guest, tx from it.
+type NetStatus struct {
+	Index     int    `json:"index"`
+	MAC       string `json:"mac"`
+	Tap       string `json:"tap"` // the interface name (TUNGETIFF)
+	RxPackets uint64 `json:"rx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	// RxDropped: frames from the tap larger than the guest's receive
+	// buffer, or read before a device reset. TxDropped: the guest's
+	// frames with a bad size or header, or refused by the tap.
+	RxDropped uint64        `json:"rx_dropped"`
+	TxDropped uint64        `json:"tx_dropped"`
+	RateLimit *NetRateLimit `json:"rate_limit,omitempty"`
+}
+
+// NetRateLimit is a network device's limiter, applied to each direction
+// on its own. It delays and never drops: Throttled counts the waits.
+type NetRateLimit struct {
+	BytesPerSec   uint64 `json:"bytes_per_sec,omitempty"`
+	Burst         uint64 `json:"burst,omitempty"`
+	PacketsPerSec uint64 `json:"packets_per_sec,omitempty"`
+	RxThrottled   uint64 `json:"rx_throttled"`
+	TxThrottled   uint64 `json:"tx_throttled"`
 }
 
 // Exit reasons, in the exit file and as process exit codes.

@@ -2,8 +2,10 @@ package virtio
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"testing"
+	"time"
 )
 
 const fuzzRAM = 64 << 10
@@ -113,6 +115,100 @@ func FuzzRegisters(f *testing.F) {
 			if r.irq != (r.dev.isr != 0) {
 				t.Fatalf("irq %v with InterruptStatus %#x", r.irq, r.dev.isr)
 			}
+		}
+	})
+}
+
+// nullTap is a tap for fuzzing: writes vanish, reads never come.
+type nullTap struct{ frames, bytes int }
+
+func (*nullTap) Read([]byte) (int, error) { select {} }
+func (t *nullTap) Writev(bufs [][]byte) (int, error) {
+	n := size(bufs)
+	if n > NetHdrLen+MaxFrame {
+		return 0, errors.New("frame larger than MaxFrame written")
+	}
+	t.frames++
+	t.bytes += n
+	return n, nil
+}
+func (*nullTap) SetOffload(int) error { return nil }
+func (*nullTap) Close() error         { return nil }
+
+// FuzzNetQueues lets the fuzzer write both queues' descriptor tables,
+// avail rings and buffers, choose the features, and then delivers one
+// frame of its length to the receive queue and sends whatever the
+// transmit queue offers, on the calling goroutine. The device must not
+// panic or write a frame over MaxFrame; it must complete every transmit
+// entry or ask for a reset, and never use more entries than are
+// available.
+func FuzzNetQueues(f *testing.F) {
+	seed := func(build func(r *netRig)) []byte {
+		r := &netRig{t: f, mem: make(ram, ramSize), qsize: 8}
+		build(r)
+		return append([]byte(nil), r.mem[rxDesc:txUsed]...)
+	}
+	// Receive: two 1500-byte buffers; transmit: a header and a frame.
+	f.Add(seed(func(r *netRig) {
+		r.setDesc(netRxQ, 0, rxBufs, 1500, descFWrite, 0)
+		r.setDesc(netRxQ, 1, rxBufs+0x1000, 1500, descFWrite, 0)
+		binary.LittleEndian.PutUint16(r.mem[rxAvail+4:], 0)
+		binary.LittleEndian.PutUint16(r.mem[rxAvail+6:], 1)
+		r.setDesc(netTxQ, 0, txBufs, NetHdrLen, descFNext, 1)
+		r.setDesc(netTxQ, 1, txBufs+0x100, 60, 0, 0)
+	}), uint64(NetFMrgRxbuf), uint16(2), uint16(1), uint16(2000))
+	f.Add(seed(func(r *netRig) {
+		r.setDesc(netRxQ, 0, rxBufs, 64, descFWrite|descFNext, 0)
+		r.setDesc(netTxQ, 0, txBufs, 0xffffffff, descFNext, 0)
+	}), uint64(0), uint16(1), uint16(1), uint16(100))
+	f.Add([]byte{}, uint64(NetFCsum|NetFHostTSO4), uint16(0xffff), uint16(3), uint16(65535))
+
+	tap := &nullTap{}
+	n, err := NewNet(tap, NetConfig{MAC: testMAC})
+	if err != nil {
+		f.Fatal(err)
+	}
+	mem := make(ram, ramSize)
+	tr, err := NewMMIO(mem, n, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	r := &netRig{t: f, mem: mem, net: n, tr: tr, qsize: 8}
+	pkt := make([]byte, NetHdrLen+MaxFrame)
+	var rx rxState
+	var tx txState
+	lim := newLimiter(RateLimit{}, time.Now())
+	f.Fuzz(func(t *testing.T, data []byte, features uint64, rxAvailIdx, txAvailIdx, frameLen uint16) {
+		r.t = t
+		clear(mem)
+		copy(mem[rxDesc:txUsed], data)
+		r.start(FeatureVersion1 | features&n.Features())
+		binary.LittleEndian.PutUint16(mem[rxAvail+2:], rxAvailIdx)
+		binary.LittleEndian.PutUint16(mem[txAvail+2:], txAvailIdx)
+		l := NetHdrLen + ethHdrLen + int(frameLen)%(MaxFrame-ethHdrLen+1)
+		tr.Run(func(q *Queues) error {
+			_, err := rx.deliver(n, q, pkt[:l])
+			return err
+		})
+		for more := true; more; {
+			tr.Run(func(q *Queues) error {
+				var err error
+				_, more, err = tx.send(n, q, lim)
+				return err
+			})
+			more = more && !r.needsReset()
+		}
+
+		reset := r.needsReset()
+		rxUsedIdx, txUsedIdx := tr.qs[netRxQ].usedIdx, tr.qs[netTxQ].usedIdx
+		if !reset && txUsedIdx != txAvailIdx {
+			t.Fatalf("tx used %d of %d available, and no reset", txUsedIdx, txAvailIdx)
+		}
+		if uint32(rxUsedIdx) > uint32(r.qsize) || uint32(txUsedIdx) > uint32(r.qsize) {
+			t.Fatalf("used %d/%d entries of an %d-entry ring", rxUsedIdx, txUsedIdx, r.qsize)
+		}
+		if rxUsedIdx > 0 && uint16(rxUsedIdx-rxAvailIdx) < 0x8000 && rxUsedIdx != rxAvailIdx {
+			t.Fatalf("rx used %d beyond avail %d", rxUsedIdx, rxAvailIdx)
 		}
 	})
 }

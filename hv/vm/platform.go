@@ -22,6 +22,7 @@ type devices struct {
 	pm        *acpi.PM
 	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
 	files     []*os.File
+	nets      []netDev
 	vsock     *virtio.Vsock
 	vsockPath string
 }
@@ -29,6 +30,9 @@ type devices struct {
 func (d *devices) close() {
 	for _, f := range d.files {
 		f.Close()
+	}
+	for _, n := range d.nets {
+		n.dev.Close()
 	}
 	if d.vsock != nil {
 		d.vsock.Close()
@@ -72,8 +76,9 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		}
 	}
 
-	if n := len(v.cfg.Disks) + btoi(v.cfg.Vsock != nil); n > maxVirtio {
-		return fmt.Errorf("vm: %d virtio devices (disks and vsock), at most %d", n, maxVirtio)
+	if n := len(v.cfg.Disks) + len(v.cfg.Nets) + btoi(v.cfg.Vsock != nil); n > maxVirtio {
+		return fmt.Errorf("vm: %d disks, %d network devices and %d vsock: %d virtio devices, at most %d",
+			len(v.cfg.Disks), len(v.cfg.Nets), btoi(v.cfg.Vsock != nil), n, maxVirtio)
 	}
 	for i, disk := range v.cfg.Disks {
 		f, err := hostfile.OpenDisk(disk.Path, disk.ReadOnly)
@@ -91,6 +96,9 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		if err := v.addVirtio(fmt.Sprintf("disk %s", disk.Path), b, irq); err != nil {
 			return err
 		}
+	}
+	if err := v.addNets(irq); err != nil {
+		return err
 	}
 	if vs := v.cfg.Vsock; vs != nil {
 		if err := v.addVsock(*vs, irq); err != nil {

@@ -37,7 +37,8 @@ type Config struct {
 	MemoryMiB int
 	VCPUs     int
 	Disks     []Disk
-	Vsock     *Vsock // a virtio-vsock device, after the disks
+	Nets      []Net  // on the virtio-mmio bus after the disks
+	Vsock     *Vsock // a virtio-vsock device, after the network devices
 	Name      string
 	UUID      string
 
@@ -282,6 +283,9 @@ func (v *VM) Run() control.Exit {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGUSR1)
 	defer signal.Stop(sig)
+	for _, n := range v.dev.nets {
+		n.dev.Start()
+	}
 	if v.dev.vsock != nil {
 		v.dev.vsock.Start() // host clients are served only from here, jailed
 	}
@@ -433,6 +437,7 @@ func (v *VM) Status() control.Status {
 		Interface: v.cfg.Admitted.Short(), Compat: v.cfg.Compat,
 		UptimeNS: time.Since(v.started).Nanoseconds(), CPUTimeNS: cpu,
 		BootTimerNS: v.bootTimer.Load(),
+		Net:         v.netStatus(),
 	}
 }
 

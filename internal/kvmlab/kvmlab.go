@@ -301,8 +301,9 @@ echo "` + exitMarker + `$code"
 poweroff -f
 `
 
-// writeRoot writes the lab's initramfs: busybox, the kvm modules of the
-// cloud kernel, hv, xl, the spec's files and the script.
+// writeRoot writes the lab's initramfs: busybox, the kvm, loop, tun and
+// bridge modules of the cloud kernel (tun for virtio-net's taps, bridge
+// for xl's vifs), hv, xl, the spec's files and the script.
 func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	bb, err := Busybox(spec.Recipe)
 	if err != nil {
@@ -316,7 +317,7 @@ func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	if err != nil {
 		return err
 	}
-	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop"})
+	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop", "tun", "bridge"})
 	if err != nil {
 		return err
 	}
