@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,10 @@ type jailSpec struct {
 	dirs     []string
 	uid, gid int
 	paths    []string // the files the hv creates after the drop: each must be in dirs
+	// rootOptional: where the root cannot be built, say so and go on
+	// (xl create --allow-unjailed=root).
+	rootOptional bool
+	stderr       io.Writer
 }
 
 // opened holds the files the jailer opened for the hv: it reads and uses
@@ -80,7 +85,13 @@ func (j jailSpec) enter(kernel, initrd string, disks []vm.Disk) (*opened, error)
 	if o.kvm, err = kvm.OpenDevice(); err != nil {
 		return nil, err
 	}
-	if err := jail.Enter(jail.Root{Dir: j.root, Binds: j.dirs}, j.uid, j.gid); err != nil {
+	if err := jail.Enter(jail.Root{Dir: j.root, Binds: j.dirs}, -1, -1); err != nil {
+		if !j.rootOptional {
+			return nil, err
+		}
+		fmt.Fprintf(j.stderr, "hv: %v: carrying on without a private root (--jail-root-optional)\n", err)
+	}
+	if err := jail.Enter(jail.Root{}, j.uid, j.gid); err != nil {
 		return nil, err
 	}
 	return o, nil

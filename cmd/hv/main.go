@@ -85,6 +85,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		jailRoot  = fs.String("jail-root", "", "jailer: an empty directory to build the private root on (needs root and a mount namespace of its own; xl's default)")
 		jailUID   = fs.Int("jail-uid", -1, "jailer: the uid to run as once the files are open (with --jail-gid)")
 		jailGID   = fs.Int("jail-gid", -1, "jailer: the gid to run as once the files are open")
+		jailOpt   = fs.Bool("jail-root-optional", false, "jailer: where the private root cannot be built, say why and carry on without it")
 		disks     diskFlags
 		jailDirs  dirFlags
 	)
@@ -154,7 +155,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	}
 	var pre *opened
 	if *jailRoot != "" || *jailUID >= 0 || *jailGID >= 0 {
-		j := jailSpec{root: *jailRoot, dirs: jailDirs, uid: *jailUID, gid: *jailGID,
+		j := jailSpec{root: *jailRoot, dirs: jailDirs, uid: *jailUID, gid: *jailGID, rootOptional: *jailOpt, stderr: stderr,
 			paths: []string{*ctl, strings.TrimPrefix(*console, "unix:"), *logPath, *conLog}}
 		if pre, err = j.enter(*kernel, *initrd, disks); err != nil {
 			return fail(err)

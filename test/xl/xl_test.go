@@ -475,7 +475,7 @@ func TestDestroyAndCompat(t *testing.T) {
 		t.Errorf("list -v: %s", o)
 	}
 	for _, sock := range []string{"control.sock", "console.sock"} {
-		fi, err := os.Stat(filepath.Join(e.state, "domains", strconv.Itoa(d.ID), sock))
+		fi, err := os.Stat(filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "hv", sock))
 		if err != nil {
 			t.Error(err)
 		} else if fi.Mode().Perm() != 0o600 {
@@ -715,7 +715,7 @@ func TestCreatePaused(t *testing.T) {
 		t.Errorf("xl list after create -p lacks state p:\n%s", o)
 	}
 	// The hv copies the console into console.log from the start.
-	conLog := filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "console.log")
+	conLog := filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "hv", "console.log")
 	time.Sleep(300 * time.Millisecond)
 	if b, _ := os.ReadFile(conLog); bytes.Contains(b, []byte("XTF")) {
 		t.Fatalf("a domain created with -p wrote to its console before unpause:\n%s", b)
@@ -887,7 +887,7 @@ func TestUncheckedInterface(t *testing.T) {
 		t.Errorf("list -v: %s", o)
 	}
 	id := strings.TrimSpace(e.mustRun("domid", "u"))
-	log, _ := os.ReadFile(filepath.Join(e.state, "domains", id, "hv.log"))
+	log, _ := os.ReadFile(filepath.Join(e.state, "domains", id, "hv", "hv.log"))
 	if !strings.Contains(string(log), "unchecked-interface") {
 		t.Errorf("the hv was not told: %s", log)
 	}
