@@ -424,8 +424,10 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 // says: whoever can connect can destroy the domain or type on its console.
 func checkSockets(r *Record) {
 	for _, p := range []string{r.Control, r.Console} {
-		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		// Lstat: the directory is the hv's, and root must not chmod
+		// what a symlink there points to.
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm()&0o077 == 0 {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "xl monitor: %s has mode %v, setting 0600\n", p, fi.Mode().Perm())

@@ -482,7 +482,7 @@ func makeCgroup(root, name string, memMax int64, pidsMax int) (string, *os.File,
 		return "", nil, err
 	}
 	for file, v := range map[string]string{"memory.max": strconv.FormatInt(memMax, 10), "pids.max": strconv.Itoa(pidsMax)} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0o644); err != nil {
 			return fail(err)
 		}
 	}
