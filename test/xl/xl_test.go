@@ -845,7 +845,9 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	e.hv = e.write("fake-hv", "#!/bin/sh\necho 'hv: cannot open /dev/kvm: simulated' >&2\nexit 1\n")
 	os.Chmod(e.hv, 0o755)
 	cfg := e.write("f.cfg", fmt.Sprintf("name = \"f\"\nkernel = %q\n", k))
-	_, errs, code := e.run("create", cfg)
+	// Whatever jail layers this host lacks (this build host has no
+	// cgroup v2 controllers), they are not what this test is about.
+	_, errs, code := e.run("create", "--allow-unjailed=all", cfg)
 	if code != 1 || !strings.Contains(errs, "hv exited before the domain was up") || !strings.Contains(errs, "simulated") {
 		t.Errorf("exit %d: %s", code, errs)
 	}
