@@ -398,6 +398,9 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			return failStart(fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id))))
 		}
 		reason, detail := exitReason(r.Control, start, waitErr)
+		if reason == "killed" {
+			detail += oomKilled(jr.info.Cgroup)
+		}
 		if first {
 			switch reason {
 			case control.ReasonPoweroff, control.ReasonReboot, control.ReasonCrash:

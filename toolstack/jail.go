@@ -559,3 +559,22 @@ func (t *Toolstack) endJail(r *Record) {
 		fmt.Fprintf(os.Stderr, "xl: domain %s (ID %d): %v\n", r.Name, r.ID, err)
 	}
 }
+
+// oomKilled says, for an hv killed by a signal, whether its cgroup's OOM
+// killer did it: its memory.events count oom_kill.
+func oomKilled(cgroup string) string {
+	if cgroup == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
+			max, _ := os.ReadFile(filepath.Join(cgroup, "memory.max"))
+			return fmt.Sprintf(" (by the OOM killer of its cgroup %s: memory.max %s)", cgroup, strings.TrimSpace(string(max)))
+		}
+	}
+	return ""
+}

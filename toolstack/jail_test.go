@@ -215,3 +215,17 @@ func mustStat(t *testing.T, p string) *syscall.Stat_t {
 	}
 	return fi.Sys().(*syscall.Stat_t)
 }
+
+// An hv killed by its cgroup's OOM killer is told from any other kill.
+func TestOOMKilled(t *testing.T) {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "memory.max"), []byte("104857600\n"), 0o600)
+	os.WriteFile(filepath.Join(d, "memory.events"), []byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"), 0o600)
+	if got, want := oomKilled(d), " (by the OOM killer of its cgroup "+d+": memory.max 104857600)"; got != want {
+		t.Errorf("oomKilled %q, want %q", got, want)
+	}
+	os.WriteFile(filepath.Join(d, "memory.events"), []byte("oom 0\noom_kill 0\n"), 0o600)
+	if got := oomKilled(d); got != "" || oomKilled("") != "" {
+		t.Errorf("no OOM kill: %q", got)
+	}
+}
