@@ -68,6 +68,9 @@ type Plan struct {
 	// Unchecked is the test-only bypass of the interface check: the
 	// toolstack records the decision but does not refuse on it.
 	Unchecked bool `json:"unchecked_interface,omitempty"`
+	// AllowUnjailed are the jail's layers the operator allows off where
+	// the host cannot give them (xl create --allow-unjailed).
+	AllowUnjailed []string `json:"allow_unjailed,omitempty"`
 }
 
 // Host is what the host offers, for the fit check and xl info.

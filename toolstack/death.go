@@ -41,9 +41,15 @@ func onDeath(r *Record, reason string) (act Action, preservedAs string) {
 // it removes the record, keeps it preserved, or renumbers it for a
 // restart. It returns the restarted domain's new ID, or 0.
 func (t *Toolstack) handleDeath(id int, reason, detail string) (int, error) {
+	// The hv has ended: its cgroup goes, outside the lock (the kernel
+	// may take a moment to let it go).
+	if r, err := t.State.Load(id); err == nil {
+		t.endJail(r)
+	}
 	next := 0
 	_, err := t.update(id, func(r *Record) error {
 		r.HVPid, r.HVStart = 0, 0
+		r.Jail = nil
 		r.ExitReason, r.ExitDetail = reason, detail
 		act, preservedAs := onDeath(r, reason)
 		switch act {

@@ -101,7 +101,7 @@ func TestHandleDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	if nr.Name != r.Name || nr.UUID != r.UUID || nr.State != StateCreating || nr.Restarts != 1 || nr.ExitReason != control.ReasonReboot ||
-		nr.Control != filepath.Join(st.DomainDir(next), controlSocket) {
+		nr.Control != filepath.Join(st.HVDir(next), controlSocket) {
 		t.Errorf("restarted record %+v", nr)
 	}
 	if b, err := os.ReadFile(st.ConsoleLog(next)); err != nil || string(b) != "boot\n" {

@@ -26,6 +26,9 @@ type Toolstack struct {
 	State *State
 	HV    string // the hv binary
 	XL    string // the xl binary, re-executed as the monitor
+	// MountInfo is where the cgroup v2 mount is looked up; "" is
+	// /proc/self/mountinfo (tests give another host's).
+	MountInfo string
 }
 
 // ControlTimeout bounds one control-socket exchange.
@@ -78,12 +81,17 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("toolstack: %w", err)
 	}
+	if err := os.Mkdir(t.State.HVDir(id), 0o700); err != nil {
+		_ = t.State.Remove(id)
+		return nil, fmt.Errorf("toolstack: %w", err)
+	}
 	r := &Record{
 		ID: id, Name: p.Config.Name, UUID: p.Config.UUID, State: StateCreating,
 		Config: p.Config, CreatorPid: os.Getpid(),
 		Guest: p.Guest, Declared: p.Declared, Admitted: p.Admitted, Compat: p.Compat,
 		Unchecked:  p.Unchecked,
 		OnPoweroff: p.Config.OnPoweroff, OnReboot: p.Config.OnReboot, OnCrash: p.Config.OnCrash,
+		AllowUnjailed: p.AllowUnjailed,
 	}
 	t.setPaths(r)
 	if err := t.State.Save(r); err != nil {
@@ -94,7 +102,7 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 }
 
 func (t *Toolstack) setPaths(r *Record) {
-	dir := t.State.DomainDir(r.ID)
+	dir := t.State.HVDir(r.ID)
 	r.Control = filepath.Join(dir, controlSocket)
 	r.Console = filepath.Join(dir, consoleSocket)
 	// Every domain gets a virtio-vsock device, CID 3 + ID (0-2 are
@@ -307,55 +315,92 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			tell(fmt.Errorf("toolstack: domain %s was destroyed", r.Name))
 			return t.removeLocked(id)
 		}
-		// The hv writes hv.log and console.log itself, capped (--log,
-		// --console-log); this catches what it says before that.
-		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		os.Remove(control.ExitFile(r.Control))
+		// The jail (docs/security.md): the hv's directory becomes its
+		// uid's, and its cgroup is made.
+		jr, err := t.prepareJail(r)
 		if err != nil {
 			err = fmt.Errorf("toolstack: %w", err)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
 		}
-		os.Remove(control.ExitFile(r.Control))
-		// -p applies to the creation only: a domain restarted by
-		// on_reboot runs at once, as in xl.
-		// The taps are made here, as root and before the hv starts (and
-		// drops its privileges), for every start: a restart has a new ID,
-		// so new vifDOMID.DEVID names.
-		taps, err := plugVifs(r)
-		if err != nil {
-			hvlog.Close()
+		failStart := func(err error) error {
+			jr.close()
+			_ = removeCgroup(jr.info.Cgroup)
 			tell(err)
 			_ = t.removeLocked(id)
 			return err
 		}
-		cmd := exec.Command(t.HV, t.hvArgs(r, opt.Paused && first)...)
-		cmd.ExtraFiles = taps
-		cmd.Stdout, cmd.Stderr = hvlog, hvlog
-		// The hv gets its own session: a signal to xl's terminal or to
-		// the monitor's group never reaches a guest.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		cmd.Dir = "/"
+		// The hv writes hv.log and console.log itself, capped (--log,
+		// --console-log); this catches what it says before that. An
+		// earlier hv of the domain could have left a symlink there: it
+		// is not followed.
+		hvlog, err := os.OpenFile(t.State.HVLog(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+		if err == nil && jr.info.UID != os.Geteuid() {
+			err = hvlog.Chown(jr.info.UID, jr.info.GID)
+		}
+		if err != nil {
+			return failStart(fmt.Errorf("toolstack: %w", err))
+		}
+		// The taps are made here, as root and before the hv starts (and
+		// drops its privileges), for every start: a restart has a new ID,
+		// so new vifDOMID.DEVID names. The descriptors survive the hv's
+		// new network namespace and its drop to its own uid.
+		taps, err := plugVifs(r)
+		if err != nil {
+			hvlog.Close()
+			return failStart(err)
+		}
 		start := time.Now()
+		// -p applies to the creation only: a domain restarted by
+		// on_reboot runs at once, as in xl.
+		newCmd := func() *exec.Cmd {
+			cmd := exec.Command(t.HV, append(jr.hvArgs(), t.hvArgs(r, opt.Paused && first)...)...)
+			cmd.ExtraFiles = taps
+			cmd.Stdout, cmd.Stderr = hvlog, hvlog
+			// The hv gets its own session (a signal to xl's terminal
+			// or to the monitor's group never reaches a guest), its
+			// namespaces and its cgroup.
+			cmd.SysProcAttr = jr.sysProcAttr()
+			cmd.Dir = "/"
+			return cmd
+		}
+		cmd := newCmd()
 		err = cmd.Start()
+		if err != nil && jr.cloneNS != 0 {
+			// Which layer? Namespaces refused (a container, say) or
+			// something else.
+			if nsErr := probeNamespaces(t.HV); nsErr != nil {
+				if err := jr.dropNamespaces(r.AllowUnjailed, nsErr); err != nil {
+					hvlog.Close()
+					return failStart(fmt.Errorf("toolstack: %w", err))
+				}
+				cmd = newCmd()
+				err = cmd.Start()
+			}
+		}
+		hvlog.Close()
+		jr.close()
 		// From here the hv holds the only descriptors to its taps, so
 		// the kernel removes them when it ends, however it ends.
 		closeAll(taps)
 		if err != nil {
-			hvlog.Close()
-			err = fmt.Errorf("toolstack: start %s: %w", t.HV, err)
-			tell(err)
-			_ = t.removeLocked(id)
-			return err
+			return failStart(fmt.Errorf("toolstack: start %s: %w", t.HV, err))
 		}
-		hvlog.Close()
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		if jr.cloneNS != 0 {
+			jr.info.Namespaces = observeNamespaces(cmd.Process.Pid)
+		} else {
+			jr.info.Namespaces = []string{}
+		}
 
 		if _, err := t.update(id, func(r *Record) error {
 			r.HVPid, r.HVStart = cmd.Process.Pid, procStart(cmd.Process.Pid)
 			r.MonitorPid, r.MonitorStart = os.Getpid(), procStart(os.Getpid())
 			r.Start = start.UTC()
+			r.Jail = &jr.info
 			if r.State != StateDying {
 				r.State = StateRunning
 			}
@@ -363,24 +408,32 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		}); err != nil {
 			_ = cmd.Process.Kill()
 			<-exited
+			_ = removeCgroup(jr.info.Cgroup)
 			tell(err)
 			return err
 		}
 
 		up, waitErr := waitUp(r.Control, exited)
 		if up {
+			// Fail closed: the hv answers only once jailed; check
+			// from outside that it is.
+			if err := t.checkJail(id, cmd.Process.Pid, &jr.info, r.AllowUnjailed); err != nil {
+				_ = cmd.Process.Kill()
+				<-exited
+				return failStart(fmt.Errorf("toolstack: %w%s", err, logTail(t.State.HVLog(id))))
+			}
 			checkSockets(r)
 			tell(nil)
 			waitErr = <-exited
 		} else if waitErr == errNotUp {
 			_ = cmd.Process.Kill()
 			<-exited
-			err := fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id)))
-			tell(err)
-			_ = t.removeLocked(id)
-			return err
+			return failStart(fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id))))
 		}
 		reason, detail := exitReason(r.Control, start, waitErr)
+		if reason == "killed" {
+			detail += oomKilled(jr.info.Cgroup)
+		}
 		if first {
 			switch reason {
 			case control.ReasonPoweroff, control.ReasonReboot, control.ReasonCrash:
@@ -388,10 +441,7 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 				// poll: a quick guest, not a failed create.
 				tell(nil)
 			default:
-				err := fmt.Errorf("toolstack: hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id)))
-				tell(err)
-				_ = t.removeLocked(id)
-				return err
+				return failStart(fmt.Errorf("toolstack: hv exited before the domain was up (%s): %s%s", reason, detail, logTail(t.State.HVLog(id))))
 			}
 		}
 		next, err := t.handleDeath(id, reason, detail)
@@ -440,8 +490,10 @@ func closeAll(fs []*os.File) {
 // says: whoever can connect can destroy the domain or type on its console.
 func checkSockets(r *Record) {
 	for _, p := range []string{r.Control, r.Console} {
-		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		// Lstat: the directory is the hv's, and root must not chmod
+		// what a symlink there points to.
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm()&0o077 == 0 {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "xl monitor: %s has mode %v, setting 0600\n", p, fi.Mode().Perm())
@@ -475,15 +527,30 @@ func exitReason(sock string, start time.Time, waitErr error) (string, string) {
 // and that started at start; a file left by an earlier hv does not count.
 func readExit(sock string, start time.Time) (control.Exit, bool) {
 	var e control.Exit
-	b, err := os.ReadFile(control.ExitFile(sock))
+	b, err := readHVFile(control.ExitFile(sock), 64<<10)
 	if err != nil || json.Unmarshal(b, &e) != nil || e.Reason == "" || e.Time.Before(start.Add(-time.Second)) {
 		return control.Exit{}, false
 	}
 	return e, true
 }
 
+// readHVFile reads at most limit bytes of a file in the hv's directory,
+// which the hv's uid owns: root follows no symlink it may have planted
+// and waits on no FIFO.
+func readHVFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
 func logTail(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := readHVFile(path, 1<<20)
 	if err != nil || len(b) == 0 {
 		return ""
 	}
@@ -535,8 +602,12 @@ func (t *Toolstack) Destroy(dom string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if cur, err := t.State.Load(r.ID); err == nil && cur.HVAlive() {
-		_ = syscall.Kill(cur.HVPid, syscall.SIGKILL)
+	if cur, err := t.State.Load(r.ID); err == nil {
+		if cur.HVAlive() {
+			_ = syscall.Kill(cur.HVPid, syscall.SIGKILL)
+			waitExit(cur.HVPid, cur.HVStart)
+		}
+		t.endJail(cur)
 	}
 	return t.removeLocked(r.ID)
 }

@@ -58,7 +58,7 @@ func TestVsockPaths(t *testing.T) {
 	ts := newToolstack(t)
 	r := &Record{ID: 7, Config: &Config{Kernel: "/k", MemoryMiB: 64, VCPUs: 1}}
 	ts.setPaths(r)
-	if r.Vsock != filepath.Join(ts.State.DomainDir(7), "vsock.sock") || r.VsockCID != 10 {
+	if r.Vsock != filepath.Join(ts.State.HVDir(7), "vsock.sock") || r.VsockCID != 10 {
 		t.Fatalf("vsock %q cid %d", r.Vsock, r.VsockCID)
 	}
 	args := strings.Join(ts.hvArgs(r, false), " ")

@@ -66,6 +66,11 @@ type Record struct {
 	ExitReason   string    `json:"exit_reason,omitempty"`
 	ExitDetail   string    `json:"exit_detail,omitempty"`
 	Restarts     int       `json:"restarts,omitempty"`
+	// AllowUnjailed are the jail's layers the operator allowed off
+	// (xl create --allow-unjailed), for every hv of the domain.
+	AllowUnjailed []string `json:"allow_unjailed,omitempty"`
+	// Jail is what the current (or last) hv runs under.
+	Jail *Jail `json:"jail,omitempty"`
 }
 
 // State is an open state directory.
@@ -108,28 +113,40 @@ const (
 	nextIDFile = "next-id"
 	domainsDir = "domains"
 
-	// In each domain's directory:
-	recordFile    = "record.json"
+	// In each domain's directory, root's:
+	recordFile = "record.json"
+	monitorLog = "monitor.log"
+	hvDir      = "hv"   // the hv's own: the one directory its jail holds
+	jailDir    = "jail" // the mount point of the hv's private root
+
+	// In the hv's directory, which the domain's uid owns:
 	controlSocket = "control.sock"
 	consoleSocket = "console.sock"
 	vsockSocket   = "vsock.sock"
 	hvLog         = "hv.log"
 	consoleLog    = "console.log"
-	monitorLog    = "monitor.log"
 )
 
-// DomainDir is where domain id's record, sockets and logs live.
+// DomainDir is where domain id's record and logs live.
 func (s *State) DomainDir(id int) string {
 	return filepath.Join(s.Dir, domainsDir, strconv.Itoa(id))
 }
 
+// HVDir is domain id's hv's directory: its sockets, exit file and logs.
+// The hv's uid owns it, and its jail holds it (docs/security.md): the
+// record beside it stays out of the hv's reach.
+func (s *State) HVDir(id int) string { return filepath.Join(s.DomainDir(id), hvDir) }
+
+// JailDir is the (empty) mount point of domain id's hv's private root.
+func (s *State) JailDir(id int) string { return filepath.Join(s.DomainDir(id), jailDir) }
+
 // HVLog is where domain id's hv logs (capped, with HVLog+".1" rotated).
-func (s *State) HVLog(id int) string { return filepath.Join(s.DomainDir(id), hvLog) }
+func (s *State) HVLog(id int) string { return filepath.Join(s.HVDir(id), hvLog) }
 
 // ConsoleLog is where domain id's hv copies its console (capped, with a
 // rotated ConsoleLog+".1"), kept across restarts and after the domain
 // stops.
-func (s *State) ConsoleLog(id int) string { return filepath.Join(s.DomainDir(id), consoleLog) }
+func (s *State) ConsoleLog(id int) string { return filepath.Join(s.HVDir(id), consoleLog) }
 
 // MonitorLog is where domain id's monitor logs.
 func (s *State) MonitorLog(id int) string { return filepath.Join(s.DomainDir(id), monitorLog) }

@@ -3,6 +3,7 @@ package toolstack
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,8 +28,13 @@ import (
 func fakeHVMain(args []string) int {
 	var sock string
 	var lines []string
+	uid, gid := -1, -1
 	for i, a := range args {
 		switch a {
+		case "--jail-uid":
+			uid, _ = strconv.Atoi(args[i+1])
+		case "--jail-gid":
+			gid, _ = strconv.Atoi(args[i+1])
 		case "--control":
 			sock = args[i+1]
 		case "--net":
@@ -41,12 +48,20 @@ func fakeHVMain(args []string) int {
 			lines = append(lines, v+" "+name)
 		}
 	}
+	// The jailer's last step, which xl checks from outside; the fake
+	// builds no private root (the root layer is allowed off).
+	if gid >= 0 && syscall.Setgid(gid) != nil || uid >= 0 && syscall.Setuid(uid) != nil {
+		fmt.Fprintln(os.Stderr, "fake hv: cannot drop to", uid, gid)
+		return 1
+	}
 	lines = append(lines, "args "+strings.Join(args, " "))
 	if err := os.WriteFile(filepath.Join(filepath.Dir(sock), "net.txt"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "fake hv:", err)
 		return 1
 	}
 	l, err := net.Listen("unix", sock)
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake hv:", err)
 		return 1
 	}
 	for {
@@ -111,9 +126,19 @@ func TestMonitorVifs(t *testing.T) {
 		{MAC: "00:16:3e:00:00:0a", Bridge: "brm", IP: "10.0.0.2/24", Rate: &Rate{BytesPerSec: 1000, Burst: 50}},
 		{MAC: "00:16:3e:00:00:0b", Bridge: "brm"},
 	}
+	// The fake hv builds no private root, and this host may lack a
+	// cgroup v2 with the controllers it needs.
+	p.AllowUnjailed = []string{LayerRoot, LayerCgroup}
 	r, err := ts.Reserve(p)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Without its private root the fake, once the domain's uid, reaches
+	// its directory through the test's temporary ones (0700, root's).
+	for d := ts.State.DomainDir(r.ID); len(d) > len(os.TempDir()); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	up := make(chan error, 1)
 	done := make(chan error, 1)
@@ -127,7 +152,7 @@ func TestMonitorVifs(t *testing.T) {
 			t.Errorf("%s: %+v %v", tap, l, err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(ts.State.DomainDir(r.ID), "net.txt"))
+	b, err := os.ReadFile(filepath.Join(ts.State.HVDir(r.ID), "net.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +207,7 @@ func TestMonitorVifs(t *testing.T) {
 	p = plan("nobr")
 	p.Config.Kernel = "/k"
 	p.Config.Vifs = []Vif{{MAC: "00:16:3e:00:00:0c", Bridge: "brm"}, {MAC: "00:16:3e:00:00:0d", Bridge: "gone0"}}
+	p.AllowUnjailed = []string{LayerRoot, LayerCgroup}
 	if r, err = ts.Reserve(p); err != nil {
 		t.Fatal(err)
 	}

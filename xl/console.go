@@ -36,6 +36,11 @@ func attach(iox IO, ts *toolstack.Toolstack, dom string) error {
 		return err
 	}
 	r := recs[0]
+	// The socket's directory is the jailed hv's: connect to a socket,
+	// never through a symlink it may have planted.
+	if fi, err := os.Lstat(r.Console); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("domain %s: %s is not a socket", r.Name, r.Console)
+	}
 	conn, err := net.Dial("unix", r.Console)
 	if err != nil {
 		// A stopped domain (preserved or crashed) has no console, but

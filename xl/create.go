@@ -72,12 +72,17 @@ func lookupKernel(release string) (string, error) {
 
 func createCmd(io IO, args []string) error {
 	var console, paused, fg, dry, dryLong, unchecked, quiet bool
-	pos, err := flags(args, map[string]*bool{
+	var allowUnjailed string
+	pos, err := flagValues(args, map[string]*bool{
 		"c": &console, "p": &paused, "F": &fg, "n": &dry, "dryrun": &dryLong,
 		"unchecked-interface": &unchecked, "q": &quiet,
-	})
+	}, map[string]*string{"allow-unjailed": &allowUnjailed})
 	if err != nil {
 		return err
+	}
+	unjailed, err := toolstack.ParseAllowUnjailed(allowUnjailed)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	dry = dry || dryLong
 	if len(pos) == 0 {
@@ -119,6 +124,7 @@ func createCmd(io IO, args []string) error {
 	if _, err := selected(io, ts, nil); err != nil {
 		return err
 	}
+	plan.AllowUnjailed = unjailed
 	rec, err := ts.Reserve(plan)
 	if err != nil {
 		return err

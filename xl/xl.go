@@ -38,7 +38,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 func commands() []command {
 	return []command{
-		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [-q] [--unchecked-interface] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file", run: createCmd},
+		{name: "create", usage: "[-c] [-p] [-F] [-n|--dryrun] [-q] [--unchecked-interface] [--allow-unjailed=LAYER,...] CFG [KEY=VALUE ...]", summary: "create a domain from an xl.cfg file (jailed; --allow-unjailed: namespaces, root, uid, cgroup or all)", run: createCmd},
 		{name: "destroy", usage: "DOM", summary: "stop a domain immediately and forget it", run: destroyCmd},
 		{name: "shutdown", usage: "[-w] [-t SECONDS] [-F] DOM | -a [-w] [-t SECONDS]", summary: "ask a domain (or all, -a) to power off; -w waits, at most -t (default 60 s, 0: for ever)", run: shutdownCmd},
 		{name: "reboot", usage: "[-w] [-t SECONDS] [-F] DOM | -a [-w] [-t SECONDS] [-F]", summary: "ask a domain (or all, -a) to reboot; -w waits as for shutdown, -F resets without asking", run: rebootCmd},

@@ -451,3 +451,16 @@ func TestNetworkListRecords(t *testing.T) {
 		t.Errorf("missing domain: %d %q", code, e)
 	}
 }
+
+// --allow-unjailed takes layer names only: anything else is a usage
+// error before the config is read.
+func TestCreateAllowUnjailedFlag(t *testing.T) {
+	_, e, code := run("create", "--allow-unjailed=cgroup,seccomp", "/nonexistent.cfg")
+	if code != 2 || !strings.Contains(e, `"seccomp" is not a layer (want namespaces, root, uid, cgroup or all)`) {
+		t.Errorf("bad layer: %d %q", code, e)
+	}
+	_, e, code = run("create", "--allow-unjailed", "cgroup", "/nonexistent.cfg")
+	if code != 1 || !strings.Contains(e, "/nonexistent.cfg") {
+		t.Errorf("good layer, missing config: %d %q", code, e)
+	}
+}

@@ -182,11 +182,17 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		logPath   = fs.String("log", "", "write the hv's own messages (and stderr) to this file, capped with rotation to FILE.1")
 		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
 		vsockFlag = fs.String("vsock", "", "virtio-vsock device cid=N,uds=PATH: the guest reaches PATH_PORT, host clients connect through PATH (docs/devices.md)")
+		jailRoot  = fs.String("jail-root", "", "jailer: an empty directory to build the private root on (needs root and a mount namespace of its own; xl's default)")
+		jailUID   = fs.Int("jail-uid", -1, "jailer: the uid to run as once the files are open (with --jail-gid)")
+		jailGID   = fs.Int("jail-gid", -1, "jailer: the gid to run as once the files are open")
+		jailOpt   = fs.Bool("jail-root-optional", false, "jailer: where the private root cannot be built, say why and carry on without it")
 		disks     diskFlags
 		nets      netFlags
+		jailDirs  dirFlags
 	)
 	fs.Var(&disks, "disk", "virtio-blk disk PATH[,ro] (repeatable)")
 	fs.Var(&nets, "net", "virtio-net device on a tap: fd=FD|tap=IFNAME[,mac=MAC][,rate=BYTES_PER_S][,burst=BYTES][,pps=PACKETS_PER_S] (repeatable)")
+	fs.Var(&jailDirs, "jail-dir", "jailer: a directory bound read-write into the private root at its own path, holding the sockets, logs and exit file (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return control.ExitUsage
 	}
@@ -257,9 +263,20 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(usageError{fmt.Errorf("--boot %q: want bzimage, elf or auto", *boot)})
 	}
+	var pre *opened
+	if *jailRoot != "" || *jailUID >= 0 || *jailGID >= 0 {
+		j := jailSpec{root: *jailRoot, dirs: jailDirs, uid: *jailUID, gid: *jailGID, rootOptional: *jailOpt, stderr: stderr,
+			paths: []string{*ctl, strings.TrimPrefix(*console, "unix:"), *logPath, *conLog}}
+		if pre, err = j.enter(*kernel, *initrd, disks); err != nil {
+			return fail(err)
+		}
+		for i := range disks {
+			disks[i].File = pre.disks[i]
+		}
+	}
 	// Every file is checked and read before /dev/kvm is opened: a bad
 	// path costs nothing and needs no KVM to be refused.
-	kb, err := hostfile.ReadRegular(*kernel, hostfile.MaxKernel)
+	kb, err := pre.read(*kernel, hostfile.MaxKernel)
 	if err != nil {
 		return fail(fmt.Errorf("kernel: %w", err))
 	}
@@ -272,7 +289,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		// An initramfs bigger than the guest's RAM cannot fit: refuse it
 		// from its size, before it costs the hv its size in memory.
 		limit := min(int64(*memory)<<20, hostfile.MaxInitrd)
-		if rd, err = hostfile.ReadRegular(*initrd, limit); err != nil {
+		if rd, err = pre.read(*initrd, limit); err != nil {
 			return fail(fmt.Errorf("initrd: %w", err))
 		}
 		// Decompressing here saves the guest an emulated gunzip on the
@@ -287,6 +304,9 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, d := range disks {
+		if d.File != nil {
+			continue // opened and locked by the jailer
+		}
 		f, err := hostfile.OpenDisk(d.Path, d.ReadOnly)
 		if err != nil {
 			return fail(fmt.Errorf("disk: %w", err))
@@ -322,7 +342,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks, Nets: nets, Vsock: vsock,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
 		Console: con, Log: stderr, Start: start, Paused: *paused,
-		VCPUStart: enterVCPU,
+		VCPUStart: enterVCPU, KVM: pre.kvmFile(),
 	})
 	if err != nil {
 		return fail(err)

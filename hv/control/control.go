@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -158,6 +159,12 @@ func ExitFile(sock string) string {
 
 // Call sends one request and reads one response.
 func Call(sock string, cmd string, timeout time.Duration) (*Response, error) {
+	// The socket's directory is the jailed hv's (docs/security.md): a
+	// bent hv could put a symlink there to another program's socket,
+	// which its caller (root) would then talk to.
+	if fi, err := os.Lstat(sock); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return nil, fmt.Errorf("control: %s: not a socket (%v)", sock, fi.Mode().Type())
+	}
 	c, err := net.DialTimeout("unix", sock, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("control: %s: %w", sock, err)

@@ -21,6 +21,9 @@ import (
 const jailChild = "XENO_JAIL_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(rootChild); spec != "" {
+		os.Exit(enterChild(spec))
+	}
 	if mode := os.Getenv(jailChild); mode != "" {
 		os.Exit(child(mode))
 	}

@@ -122,6 +122,16 @@ type System struct {
 // Open opens /dev/kvm and checks the API version and the capabilities in
 // Required, with one error per missing piece.
 func Open() (*System, error) {
+	f, err := OpenDevice()
+	if err != nil {
+		return nil, err
+	}
+	return FromFile(f)
+}
+
+// OpenDevice opens /dev/kvm, saying what to do when that fails. The hv's
+// jailer opens it so, before it leaves the host's file system.
+func OpenDevice() (*os.File, error) {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		switch {
@@ -132,6 +142,12 @@ func Open() (*System, error) {
 		}
 		return nil, fmt.Errorf("kvm: %w", err)
 	}
+	return f, nil
+}
+
+// FromFile checks an open /dev/kvm as Open does and takes it over (it is
+// closed on failure).
+func FromFile(f *os.File) (*System, error) {
 	s := &System{f: f}
 	v, err := ioctl(f.Fd(), getAPIVersion, 0)
 	if err != nil {

@@ -9,7 +9,22 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xeno-hv/xeno/internal/hostfile"
 )
+
+// OpenDisk opens d's image and takes its lock (lockDisk).
+func OpenDisk(d Disk) (*os.File, error) {
+	f, err := hostfile.OpenDisk(d.Path, d.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockDisk(f, d.Path, d.ReadOnly); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
 
 // lockDisk takes the disk image's lock for as long as the hv holds f: a
 // read-write disk is exclusive (flock LOCK_EX), a read-only one is shared

@@ -12,7 +12,6 @@ import (
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/uart"
 	"github.com/xeno-hv/xeno/hv/virtio"
-	"github.com/xeno-hv/xeno/internal/hostfile"
 )
 
 // devices are the domain's devices on its two buses; the PM1 block and the
@@ -81,14 +80,14 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			len(v.cfg.Disks), len(v.cfg.Nets), btoi(v.cfg.Vsock != nil), n, maxVirtio)
 	}
 	for i, disk := range v.cfg.Disks {
-		f, err := hostfile.OpenDisk(disk.Path, disk.ReadOnly)
-		if err != nil {
-			return fmt.Errorf("vm: disk %d: %w", i, err)
+		f := disk.File
+		if f == nil {
+			var err error
+			if f, err = OpenDisk(disk); err != nil {
+				return fmt.Errorf("vm: disk %d: %w", i, err)
+			}
 		}
 		d.files = append(d.files, f)
-		if err := lockDisk(f, disk.Path, disk.ReadOnly); err != nil {
-			return fmt.Errorf("vm: disk %d: %w", i, err)
-		}
 		b, err := virtio.NewBlock(f, disk.ReadOnly)
 		if err != nil {
 			return fmt.Errorf("vm: disk %d: %w", i, err)

@@ -54,6 +54,10 @@ type Config struct {
 	// first KVM_RUN, so the guest executes nothing until Resume.
 	Paused bool
 
+	// KVM, if set, is /dev/kvm already open (by the hv's jailer, before
+	// it left the host's file system); New takes it over.
+	KVM *os.File
+
 	// VCPUStart, if set, runs on each vCPU's thread, locked to it for
 	// good, before its first KVM_RUN: cmd/hv installs the vCPU seccomp
 	// filter there. An error ends the domain.
@@ -64,6 +68,10 @@ type Config struct {
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	// File, if set, is Path already opened and locked by OpenDisk (the
+	// hv's jailer does so before it leaves the host's file system); the
+	// VM takes it over.
+	File *os.File
 }
 
 // Vsock is the virtio-vsock device: the guest's CID and the Unix socket
@@ -130,7 +138,12 @@ func New(cfg Config) (_ *VM, err error) {
 			v.Close()
 		}
 	}()
-	if v.sys, err = kvm.Open(); err != nil {
+	if cfg.KVM != nil {
+		v.sys, err = kvm.FromFile(cfg.KVM)
+	} else {
+		v.sys, err = kvm.Open()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if v.vm, err = v.sys.CreateVM(); err != nil {
@@ -441,19 +454,24 @@ func (v *VM) Status() control.Status {
 	}
 }
 
-// threadCPUTime is a thread's run time from schedstat, 0 if unknown.
+// threadCPUTime is a thread of this process's run time, 0 if unknown.
+// It reads the thread's CPU clock, which needs no /proc: a jailed hv has
+// none (docs/security.md).
 func threadCPUTime(tid int32) int64 {
 	if tid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
-	if err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(threadClock(tid), &ts); err != nil {
 		return 0
 	}
-	var ns int64
-	fmt.Sscan(string(b), &ns)
-	return ns
+	return ts.Nano()
 }
+
+// threadClock is the clock id of thread tid's scheduler run time, as
+// Linux's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) builds it: the
+// complemented tid shifted by 3, per-thread bit 4, clock 2 (SCHED).
+func threadClock(tid int32) int32 { return ^tid<<3 | 4 | 2 }
 
 // park blocks a vCPU while the domain is paused; it reports whether the
 // domain has ended.

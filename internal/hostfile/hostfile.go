@@ -65,6 +65,25 @@ func ReadRegular(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return read(f, path, size, limit)
+}
+
+// ReadOpened reads f, a file that OpenRegular opened (the hv's jailer
+// opens its kernel and initramfs before it drops to its own uid), with
+// limit checked again: it may be lower than the one it was opened with.
+func ReadOpened(f *os.File, limit int64) ([]byte, error) {
+	path := f.Name()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Size > limit {
+		return nil, fmt.Errorf("%s: %d bytes, %w of %s", path, st.Size, ErrTooLarge, sizeString(limit))
+	}
+	return read(f, path, st.Size, limit)
+}
+
+func read(f *os.File, path string, size, limit int64) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(int(size))
 	// The file may grow after the check: the limit still holds.

@@ -285,6 +285,8 @@ busybox mkdir -p /proc /sys /dev /tmp
 busybox mount -t proc proc /proc
 busybox mount -t sysfs sysfs /sys
 busybox mount -t devtmpfs dev /dev
+# As systemd does on a real host: xl puts each hv in a cgroup v2 group.
+busybox mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 busybox mkdir -p /dev/pts
 busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || busybox ln -s pts/ptmx /dev/ptmx

@@ -52,7 +52,7 @@ while [ $n -lt $ROUNDS ]; do
 	printf 'name = "m%s"\nkernel = "%s"\nramdisk = "%s"\ncmdline = "%s"\nmemory = 256\nvcpus = 1\non_poweroff = "preserve"\n' \
 		$n $G/kernel $G/marker.cpio "$CL" >/tmp/m.cfg
 	t0=$(now); xl create /tmp/m.cfg >/dev/null || exit 1
-	tomarker $XENO_STATE_DIR/domains/$(xl domid m$n)/console.log; t1=$(now)
+	tomarker $XENO_STATE_DIR/domains/$(xl domid m$n)/hv/console.log; t1=$(now)
 	echo "BENCH xl $(el $t0 $t1)"
 	xl destroy m$n 2>/dev/null
 done

@@ -16,10 +16,10 @@ import (
 // fails with "LC-FAIL: ...".
 const xlPrelude = `set -u
 fail() {
-	for f in "$XENO_STATE_DIR"/domains/*/hv.log; do echo "--- $f"; tail -8 "$f"; done
+	for f in "$XENO_STATE_DIR"/domains/*/hv/hv.log; do echo "--- $f"; tail -8 "$f"; done
 	echo "LC-FAIL: $*"; exit 1
 }
-log() { cat "$XENO_STATE_DIR/domains/$(xl domid "$1" 2>/dev/null)/console.log" 2>/dev/null; }
+log() { cat "$XENO_STATE_DIR/domains/$(xl domid "$1" 2>/dev/null)/hv/console.log" 2>/dev/null; }
 # waitlog DOM PATTERN SECONDS [COUNT]: the console (kept across restarts)
 # shows PATTERN at least COUNT times.
 waitlog() {

@@ -75,7 +75,7 @@ func (e *env) killMonitor(id int) record {
 // domain, so nothing adopts it before its guest powers off.
 func (e *env) pressButton(id int) {
 	e.t.Helper()
-	sock := filepath.Join(e.state, "domains", strconv.Itoa(id), "control.sock")
+	sock := filepath.Join(e.state, "domains", strconv.Itoa(id), "hv", "control.sock")
 	if _, err := control.Call(sock, control.CmdShutdown, 3*time.Second); err != nil {
 		e.t.Fatal(err)
 	}
