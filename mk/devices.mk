@@ -11,3 +11,10 @@ BENCH_TARGETS += bench-devices
 .PHONY: bench-devices
 bench-devices:
 	$(GO) test -run '^$$' -bench . -count 3 ./hv/virtio/
+
+# virtio-net throughput and latency, hv next to QEMU's virtio-net (KVM in
+# the lab where /dev/kvm is missing, and TCG here), on the xeno kernel.
+BENCH_TARGETS += bench-net
+.PHONY: bench-net
+bench-net: bin/hv bin/xl kernel
+	XENO_BIN=$(CURDIR)/bin $(GO) test -ldflags '$(LDFLAGS)' -run '^$$' -bench 'VirtioNetPeers' -benchtime 1x -timeout 30m ./test/hv/

@@ -12,9 +12,10 @@ import (
 // netInit brings up two interfaces with busybox's ip and serves, on
 // each, TCP echo (7), a sink (9) and a 2 MB source (10); a connection to
 // port 99 powers it off.
-const netInit = `mkdir -p /proc /sys
+const netInit = `mkdir -p /proc /sys /dev
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev
 ip link set lo up
 ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up
 ip addr add 10.0.1.2/24 dev eth1 && ip link set eth1 up
