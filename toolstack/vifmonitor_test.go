@@ -3,8 +3,8 @@ package toolstack
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
