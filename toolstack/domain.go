@@ -396,8 +396,9 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			jr.info.Namespaces = []string{}
 		}
 
+		hvStart := procStart(cmd.Process.Pid)
 		if _, err := t.update(id, func(r *Record) error {
-			r.HVPid, r.HVStart = cmd.Process.Pid, procStart(cmd.Process.Pid)
+			r.HVPid, r.HVStart = cmd.Process.Pid, hvStart
 			r.MonitorPid, r.MonitorStart = os.Getpid(), procStart(os.Getpid())
 			r.Start = start.UTC()
 			r.Jail = &jr.info
@@ -417,7 +418,7 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		if up {
 			// Fail closed: the hv answers only once jailed; check
 			// from outside that it is.
-			if err := t.checkJail(id, cmd.Process.Pid, &jr.info, r.AllowUnjailed); err != nil {
+			if err := t.checkJail(id, cmd.Process.Pid, hvStart, &jr.info, r.AllowUnjailed); err != nil {
 				_ = cmd.Process.Kill()
 				<-exited
 				return failStart(fmt.Errorf("toolstack: %w%s", err, logTail(t.State.HVLog(id))))

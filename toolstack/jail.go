@@ -533,11 +533,19 @@ func removeCgroup(dir string) error {
 // checkJail is verifyJail for domain id's new hv pid, and notes in its
 // record a private root the hv's jailer could not build where the
 // operator allowed that (the jailer carries on and says why in hv.log).
-func (t *Toolstack) checkJail(id, pid int, j *Jail, allow []string) error {
-	if err := verifyJail(pid, j); err != nil {
+func (t *Toolstack) checkJail(id, pid int, start uint64, j *Jail, allow []string) error {
+	err := verifyJail(pid, j)
+	private := j.Root == "" || rootPrivate(pid)
+	// A quick guest's hv may have ended between its answer and these
+	// reads (its /proc then says nothing, or a zombie's): its exit
+	// decides, there is no jail left to check.
+	if start == 0 || procStart(pid) != start {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if j.Root == "" || rootPrivate(pid) {
+	if private {
 		return nil
 	}
 	if !slices.Contains(allow, LayerRoot) {
@@ -545,7 +553,7 @@ func (t *Toolstack) checkJail(id, pid int, j *Jail, allow []string) error {
 	}
 	j.Unjailed = append(j.Unjailed, LayerRoot+": the hv's jailer could not build it; see "+t.State.HVLog(id))
 	j.Root, j.RootHolds = "", nil
-	_, err := t.update(id, func(r *Record) error { r.Jail = j; return nil })
+	_, err = t.update(id, func(r *Record) error { r.Jail = j; return nil })
 	return err
 }
 

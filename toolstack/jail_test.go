@@ -229,3 +229,23 @@ func TestOOMKilled(t *testing.T) {
 		t.Errorf("no OOM kill: %q", got)
 	}
 }
+
+// The check from outside fails a live hv that is not jailed as recorded,
+// naming the layer, and leaves alone one that has already ended (a quick
+// guest powers off between its hv's first answer and the check).
+func TestCheckJail(t *testing.T) {
+	ts := newToolstack(t)
+	self := os.Getpid()
+	j := &Jail{UID: os.Getuid() + 1, GID: os.Getgid()}
+	var le *LayerError
+	if err := ts.checkJail(1, self, procStart(self), j, nil); !errors.As(err, &le) || le.Layer != LayerUID {
+		t.Errorf("live process with another uid: %v", err)
+	}
+	j = &Jail{UID: os.Getuid(), GID: os.Getgid(), Root: "/somewhere"}
+	if err := ts.checkJail(1, self, procStart(self), j, nil); !errors.As(err, &le) || le.Layer != LayerRoot {
+		t.Errorf("live process with the host's root: %v", err)
+	}
+	if err := ts.checkJail(1, deadPid(t), 1, j, nil); err != nil {
+		t.Errorf("an hv that has ended: %v", err)
+	}
+}
