@@ -14,10 +14,11 @@ import (
 // directions of its vsock device: host to guest (xl query, through the
 // hv's CONNECT handshake to xeno-init's channel on port 1024), guest to
 // host (xeno-init's announcement reaching the Unix socket
-// vsock.sock_1024 beside the domain's state), then times 100 round trips.
+// vsock.sock_1024 in the hv's directory, given to the domain's uid as a
+// host agent must), then times 100 round trips.
 const vsockScript = xlPrelude + `cfg vs destroy
 xl create /tmp/vs.cfg || fail "xl create"
-d="$XENO_STATE_DIR/domains/$(xl domid vs)"
+d="$XENO_STATE_DIR/domains/$(xl domid vs)/hv"
 [ -S "$d/vsock.sock" ] || fail "no $d/vsock.sock"
 "$G/vsockhost" listen "$d/vsock.sock_1024" 300 > /tmp/announce 2>&1 &
 waitlog vs 'xeno-init: command channel on vsock port 1024' 300

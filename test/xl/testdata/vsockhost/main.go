@@ -13,8 +13,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +39,15 @@ func run(args []string) error {
 			return err
 		}
 		defer ln.Close()
+		// The jailed hv connects as the domain's uid, which owns the
+		// directory: give it the socket, as a host agent must.
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Dir(args[1]), &st); err != nil {
+			return err
+		}
+		if err := os.Lchown(args[1], int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
 		ln.SetDeadline(time.Now().Add(time.Duration(secs) * time.Second))
 		c, err := ln.Accept()
 		if err != nil {
