@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
@@ -20,7 +24,16 @@ import (
 func TestFileRefusals(t *testing.T) {
 	e := newEnv(t)
 	k := guest(t, "shutdown")
-	fifo, sparse := testenv.HostileFiles(t)
+	// In the env's own directory, which its xl commands are given access
+	// to (testenv.HostileFiles' directory was not found by xl here).
+	fifo := filepath.Join(e.dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sparse := e.write("initrd.img", "")
+	if err := os.Truncate(sparse, 4<<30); err != nil {
+		t.Fatal(err)
+	}
 	cfg := func(extra string) string {
 		return e.write("g.cfg", fmt.Sprintf("name = \"f\"\nkernel = %q\nmemory = 32\ninterface = \"1.2\"\n%s\n", k, extra))
 	}

@@ -149,7 +149,7 @@ func TestJailed(t *testing.T) {
 		want = append(want, p)
 	}
 	want = append(want, "/")
-	for _, f := range []string{"control.sock", "console.sock", "hv.log", "console.log"} {
+	for _, f := range []string{"control.sock", "console.sock", "vsock.sock", "hv.log", "console.log"} {
 		want = append(want, filepath.Join(hvDir, f))
 	}
 	sort.Strings(want)
