@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xeno-hv/xeno/toolstack/hostnet"
+
 	"github.com/xeno-hv/xeno/internal/ipparam"
 )
 
@@ -51,7 +53,7 @@ func setUpNetwork(out io.Writer, cmdline string) {
 	}
 	defer unix.Close(s)
 	// The kernel gives lo 127.0.0.1/8 as it comes up.
-	if err := linkUp(s, "lo"); err != nil {
+	if err := hostnet.LinkUp(s, "lo"); err != nil {
 		fmt.Fprintf(out, "xeno-init: lo: %v\n", err)
 	}
 	cfgs, errs := NetParams(cmdline)
@@ -104,7 +106,7 @@ func configure(s int, c ipparam.Config) error {
 			return fmt.Errorf("%s: set %s %s: %w", c.Device, a.what, a.addr, err)
 		}
 	}
-	if err := linkUp(s, c.Device); err != nil {
+	if err := hostnet.LinkUp(s, c.Device); err != nil {
 		return fmt.Errorf("%s: bring up: %w", c.Device, err)
 	}
 	if c.Gateway.IsValid() {
@@ -113,18 +115,6 @@ func configure(s int, c ipparam.Config) error {
 		}
 	}
 	return nil
-}
-
-func linkUp(s int, name string) error {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
 }
 
 // rtentry is struct rtentry of <linux/route.h> on 64-bit Linux, for

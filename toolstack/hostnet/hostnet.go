@@ -230,13 +230,15 @@ func Plug(tap, bridge string) error {
 		}
 		return fmt.Errorf("hostnet: put %s on bridge %s: %w", tap, bridge, err)
 	}
-	if err := setUp(s, tap); err != nil {
+	if err := LinkUp(s, tap); err != nil {
 		return fmt.Errorf("hostnet: bring %s up: %w", tap, err)
 	}
 	return nil
 }
 
-func setUp(s int, name string) error {
+// LinkUp sets IFF_UP on interface name through s, any AF_INET socket.
+// xeno-init brings up the guest's interfaces with it too.
+func LinkUp(s int, name string) error {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return err
