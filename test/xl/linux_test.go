@@ -160,6 +160,10 @@ func TestCrashXenoLinux(t *testing.T) {
 	runLifecycle(t, why, buildMinimal(t), crashes)
 }
 
+// bootLost is a lifecycle script's failure while waiting for a boot to
+// reach xeno-init.
+var bootLost = regexp.MustCompile(`LC-FAIL: \S+: no 'xeno-init: [a-z]+' on the console`)
+
 func runLifecycle(t *testing.T, why, img, script string) {
 	t.Helper()
 	files := map[string]string{}
@@ -167,6 +171,14 @@ func runLifecycle(t *testing.T, why, img, script string) {
 		files[f] = filepath.Join(img, f)
 	}
 	out, code := kvmlab.Script(t, why, files, script)
+	if why != "" && bootLost.MatchString(out) {
+		// The nested lab's known fault (docs/kvm-notes.md): a guest that
+		// triple-faults in early boot, seen once in about fifty lab boots
+		// and never on hardware KVM. The whole script runs once more; a
+		// second failure stands.
+		t.Logf("a boot never reached xeno-init in the lab; running the script once more:\n%s", out[max(0, len(out)-2000):])
+		out, code = kvmlab.Script(t, why, files, script)
+	}
 	for _, m := range regexp.MustCompile(`LC: [^\n]*`).FindAllString(out, -1) {
 		t.Log(m)
 	}
