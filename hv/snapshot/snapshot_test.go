@@ -474,13 +474,15 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// TestHostile feeds streams that are well formed up to one lie. Nothing in
-// the reader passes a length from the stream to make(): small sections grow
-// one checked chunk (at most 1 MiB) at a time and memory goes into the
-// caller's dst, so each refusal costs a few hundred KiB at most (bufio's
-// 64 KiB, hashes, errors), which the test checks with the runtime's
-// allocation counter.
-func TestHostile(t *testing.T) {
+type hostileCase struct {
+	name   string
+	stream []byte
+	want   error
+	says   string
+}
+
+// hostileCases are streams that are well formed up to one lie.
+func hostileCases() []hostileCase {
 	h := testHeader()
 	memSection := func(f func(e *enc)) []byte {
 		e := newEnc(1, h)
@@ -501,12 +503,7 @@ func TestHostile(t *testing.T) {
 	wrongCount := newEnc(1, h)
 	wrongCount.small("uart", nil)
 
-	cases := []struct {
-		name   string
-		stream []byte
-		want   error
-		says   string
-	}{
+	return []hostileCase{
 		{"bad magic", []byte("XENOSNAQ\x01\x00\x00\x00"), snapshot.ErrBadMagic, "bad magic"},
 		{"version 7", newEnc(7, h).trailer(1), snapshot.ErrVersion, "format version 7: unknown format version: this hv reads 1"},
 		{"chunk of 2^31", func() []byte {
@@ -578,6 +575,16 @@ func TestHostile(t *testing.T) {
 		}(), snapshot.ErrCorrupt, "record 0x8"},
 		{"no trailer", newEnc(1, h).buf.Bytes(), snapshot.ErrTruncated, "before the trailer"},
 	}
+}
+
+// TestHostile feeds the hostile cases to the reader. Nothing in
+// the reader passes a length from the stream to make(): small sections grow
+// one checked chunk (at most 1 MiB) at a time and memory goes into the
+// caller's dst, so each refusal costs a few hundred KiB at most (bufio's
+// 64 KiB, hashes, errors), which the test checks with the runtime's
+// allocation counter.
+func TestHostile(t *testing.T) {
+	cases := hostileCases()
 	for _, c := range cases {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -614,6 +621,11 @@ func TestSectionPastMax(t *testing.T) {
 func FuzzReader(f *testing.F) {
 	f.Add(smallSnapshot(f))
 	f.Add(newEnc(1, testHeader()).trailer(1))
+	// The hostile cases carry good hashes up to their lie, so that the
+	// fuzzer starts past the hash checks.
+	for _, c := range hostileCases() {
+		f.Add(c.stream)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _, err := readAll(b)
 		if err == nil {
