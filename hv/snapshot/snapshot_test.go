@@ -573,7 +573,7 @@ func hostileCases() []hostileCase {
 			e.u8(0x08)
 			return e.buf.Bytes()
 		}(), snapshot.ErrCorrupt, "record 0x8"},
-		{"no trailer", newEnc(1, h).buf.Bytes(), snapshot.ErrTruncated, "before the trailer"},
+		{"no trailer", newEnc(1, h).buf.Bytes(), snapshot.ErrTruncated, "without a complete trailer"},
 	}
 }
 
