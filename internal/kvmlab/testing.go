@@ -119,37 +119,60 @@ func BootAll(t testing.TB, why string, boots []Boot) map[string]*Booted {
 		return out
 	}
 	t.Log(why)
-	out = labBoots(t, boots)
+	out = labBootsInGroups(t, boots)
 	var again []Boot
 	for _, b := range boots {
-		if smpFlake(out[b.Name].Output) {
+		if lostBoot(out[b.Name].Output) {
 			again = append(again, b)
 		}
 	}
 	if len(again) > 0 {
-		// Measured in the lab only (smpFlake): such a boot runs once
+		// Measured in the lab only (lostBoot): such a boot runs once
 		// more; a second failure stands.
-		t.Logf("kvmlab: %d boot(s) lost their timer before init, a known fault of the nested lab; running them again", len(again))
-		for name, b := range labBoots(t, again) {
+		t.Logf("kvmlab: %d boot(s) were lost before init (a triple fault or a dead timer), a known fault of the nested lab; running them again", len(again))
+		for name, b := range labBootsInGroups(t, again) {
 			out[name] = b
 		}
 	}
 	return out
 }
 
-// smpFlake is the lab's known fault, seen only there: a boot that never
-// reached init after its boot vCPU reset while Linux brought up the others
-// (a triple fault in SMP bring-up), or after "APIC timer disabled due to
+// lostBoot is the lab's known fault, seen only there: a boot that never
+// reached init after a triple fault (first seen while Linux brought up the
+// other vCPUs; since also with 1 vCPU, 2-3 s into boot: test/versions'
+// "1.1 on 1.3.0-dev other" cell did it in CI and passed 3 of 3 alone in
+// a lab after), or after "APIC timer disabled due to
 // verification failure" (the LAPIC timer measured against PIT jiffies
 // while TCG was starved). Lab guests get no_timer_check (GuestCmdline), and
 // a boot without IRQ 0 ticks is TestXenoKernelBoots' failure, never a
 // rerun: that was the hv's own IRQ 0 routing (docs/kvm-notes.md).
-func smpFlake(out string) bool {
+func lostBoot(out string) bool {
 	if strings.Contains(out, "Run /init") {
 		return false
 	}
-	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") && strings.Contains(out, "Booting SMP configuration") ||
+	return strings.Contains(out, "triple fault (KVM_EXIT_SHUTDOWN)") ||
 		strings.Contains(out, "APIC timer disabled due to verification failure")
+}
+
+// bootsPerLab bounds the Linux boots one lab machine runs: the lab grows
+// unreliable with its age (docs/kvm-notes.md). CI saw a 12-boot lab hang
+// hard at the start of its fourth boot, and its rerun hang at the same
+// boot; a fresh lab costs about 20 s.
+const bootsPerLab = 3
+
+// labBootsInGroups runs boots in fresh labs of at most bootsPerLab each,
+// so that a dead lab's rerun (labRun) repeats only its own few boots.
+func labBootsInGroups(t testing.TB, boots []Boot) map[string]*Booted {
+	t.Helper()
+	out := map[string]*Booted{}
+	for len(boots) > 0 {
+		n := min(bootsPerLab, len(boots))
+		for name, b := range labBoots(t, boots[:n]) {
+			out[name] = b
+		}
+		boots = boots[n:]
+	}
+	return out
 }
 
 // labBoots runs boots one after another in one lab.
