@@ -40,16 +40,7 @@ func BenchmarkWriteMemory(b *testing.B) {
 	var n int64
 	for b.Loop() {
 		cw := &countWriter{}
-		w, err := snapshot.NewWriter(cw, h)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Memory(0, mem); err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			b.Fatal(err)
-		}
+		writeMemorySnapshot(b, cw, h, mem)
 		n = cw.n
 	}
 	b.ReportMetric(float64(n)/(1<<20), "stream-MiB")
@@ -75,16 +66,7 @@ func BenchmarkWriteMemoryRawSHA256(b *testing.B) {
 func BenchmarkReadMemory(b *testing.B) {
 	mem, h := idleGuest()
 	var buf bytes.Buffer
-	w, err := snapshot.NewWriter(&buf, h)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Memory(0, mem); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
+	writeMemorySnapshot(b, &buf, h, mem)
 	dst := make([]byte, len(mem))
 	b.SetBytes(int64(len(mem)))
 	for b.Loop() {
@@ -113,4 +95,18 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// writeMemorySnapshot writes a snapshot of header h and one RAM region.
+func writeMemorySnapshot(b *testing.B, out io.Writer, h snapshot.Header, mem []byte) {
+	w, err := snapshot.NewWriter(out, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Memory(0, mem); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
 }
