@@ -62,6 +62,8 @@ func hvCmd(t testing.TB, ctx context.Context, args ...string) (*exec.Cmd, string
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = nil
+	// A hang's SIGQUIT (live.fatalf) then shows every goroutine.
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	return cmd, sock, &stdout, &stderr
 }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +71,7 @@ func (l *live) waitFor(t testing.TB, s string, timeout time.Duration) time.Durat
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(l.out.String(), s) {
 		if time.Now().After(deadline) {
-			t.Fatalf("console did not show %q within %v\nstdout:\n%s\nstderr:\n%s", s, timeout, l.out, l.errout)
+			l.fatalf(t, "console did not show %q within %v", s, timeout)
 		}
 		select {
 		case err := <-l.done:
@@ -91,7 +93,7 @@ func (l *live) waitForRegexp(t testing.TB, re string, timeout time.Duration) tim
 	deadline := l.start.Add(timeout)
 	for !rx.MatchString(l.out.String()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("console did not match %q within %v of start\nstdout:\n%s\nstderr:\n%s", re, timeout, l.out, l.errout)
+			l.fatalf(t, "console did not match %q within %v of start", re, timeout)
 		}
 		select {
 		case err := <-l.done:
@@ -105,23 +107,40 @@ func (l *live) waitForRegexp(t testing.TB, re string, timeout time.Duration) tim
 	return time.Since(l.start)
 }
 
-// call sends one control command, waiting for the socket to appear.
+// call sends one control command, waiting for the socket to appear. Only
+// a missing socket is retried: an hv that accepts and does not answer is
+// a hang, and must name its test well inside the lab's idle bound.
 func (l *live) call(t testing.TB, cmd string) *control.Response {
 	t.Helper()
-	var lastErr error
-	for i := 0; i < 500; i++ {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
 		r, err := control.Call(l.sock, cmd, 5*time.Second)
 		if err == nil {
 			return r
 		}
-		lastErr = err
-		if r != nil { // the hv answered with an error
-			break
+		if r != nil || !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED)) || time.Now().After(deadline) {
+			l.fatalf(t, "control %s: %v", cmd, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("control %s: %v\nstderr:\n%s", cmd, lastErr, l.errout)
-	return nil
+}
+
+// fatalf fails the test with the hv's output; an hv still running is
+// first sent SIGQUIT, so that its goroutines' stacks show where it hangs.
+func (l *live) fatalf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	select {
+	case err := <-l.done:
+		l.done <- err
+	default:
+		_ = l.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case err := <-l.done:
+			l.done <- err
+		case <-time.After(5 * time.Second):
+		}
+	}
+	t.Fatalf(format+"\nstdout:\n%s\nstderr:\n%s", append(args, l.out, l.errout)...)
 }
 
 // wait waits for the hv to end and collects the run.
@@ -131,7 +150,7 @@ func (l *live) wait(t testing.TB) *run {
 	select {
 	case err = <-l.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("hv did not end within 30 s\nstdout:\n%s\nstderr:\n%s", l.out, l.errout)
+		l.fatalf(t, "hv did not end within 30 s")
 	}
 	r := &run{stdout: l.out.String(), stderr: l.errout.String(), elapsed: time.Since(l.start)}
 	var ee *exec.ExitError
