@@ -10,6 +10,9 @@
 // $XENO_STATE_DIR an empty state directory and $GUEST_EXTRA what a guest's
 // command line needs in the lab. The console streams to stdout; the exit
 // status is the script's, or 1 when the lab itself failed.
+//
+// Inside the lab, its init runs "kvmlab hold-kvm READY" from the same
+// binary to hold one VM for the lab's life (kvmlab.HoldKVM).
 package main
 
 import (
@@ -43,6 +46,12 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Inside the lab, its init runs this to hold a VM (kvmlab.HoldKVM).
+	if len(args) == 2 && args[0] == "hold-kvm" {
+		err := kvmlab.HoldKVM(args[1])
+		fmt.Fprintln(stderr, "kvmlab: hold-kvm:", err)
+		return 1
+	}
 	fs := flag.NewFlagSet("kvmlab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	self, _ := os.Executable()

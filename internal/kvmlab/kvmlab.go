@@ -91,6 +91,10 @@ type Result struct {
 
 const exitMarker = "KVMLAB-EXIT "
 
+// noHold is what the lab prints when it could not hold a VM (HoldKVM): a
+// lab run without one is at risk of locking up, and is refused.
+const noHold = "kvmlab: no VM held, so KVM's static keys would flip"
+
 // ErrNoEnd is returned when the lab's script never reported its end.
 var ErrNoEnd = errors.New("kvmlab: the lab's init never finished")
 
@@ -145,9 +149,11 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 quiet tsc_early_khz=%d tsc=reliable softlockup_panic=1 watchdog_thresh=30", khz)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	qmpSock := filepath.Join(dir, "qmp.sock")
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max",
 		"-smp", strconv.Itoa(spec.CPUs), "-m", strconv.Itoa(spec.MemoryMiB),
 		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults",
+		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-kernel", k.BzImagePath(), "-initrd", initrd, "-append", cmdline)
 	out := &watched{}
 	out.last.Store(time.Now().UnixNano())
@@ -155,18 +161,27 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.Console != nil {
 		w = io.MultiWriter(out, &untilExit{w: spec.Console})
 	}
+	// The hang report is written from the watchdog's goroutine.
+	w = &lockedWriter{w: w}
 	cmd.Stdout, cmd.Stderr = w, w
-	if spec.Idle > 0 {
-		go watchdog(ctx, cancel, out, spec.Idle)
-	}
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("kvmlab: qemu: %w", err)
+	}
+	if spec.Idle > 0 {
+		report := func() { io.WriteString(w, hangReport(qmpSock, cmd.Process.Pid)) }
+		go watchdog(ctx, cancel, out, spec.Idle, report)
+	}
+	err = cmd.Wait()
 	res := &Result{Console: strings.ReplaceAll(out.String(), "\r", ""), Exit: -1, Elapsed: time.Since(start)}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("kvmlab: no end after %v: %w", res.Elapsed.Round(time.Second), context.Cause(ctx))
 	}
 	if err != nil {
 		return res, fmt.Errorf("kvmlab: qemu: %w", err)
+	}
+	if strings.Contains(res.Console, noHold) {
+		return res, errors.New(noHold)
 	}
 	i := strings.LastIndex(res.Console, exitMarker)
 	if i < 0 {
@@ -199,10 +214,22 @@ func (w *watched) String() string {
 	return w.buf.String()
 }
 
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // watchdog ends the lab once its console has been silent for idle: the
 // nested lab now and then locks up whole (seen after a guest's triple
-// fault), and a bound of many minutes would be spent waiting.
-func watchdog(ctx context.Context, cancel context.CancelCauseFunc, w *watched, idle time.Duration) {
+// fault), and a bound of many minutes would be spent waiting. report
+// first prints what the lab's CPUs were doing.
+func watchdog(ctx context.Context, cancel context.CancelCauseFunc, w *watched, idle time.Duration, report func()) {
 	t := time.NewTicker(idle / 10)
 	defer t.Stop()
 	for {
@@ -211,6 +238,7 @@ func watchdog(ctx context.Context, cancel context.CancelCauseFunc, w *watched, i
 			return
 		case <-t.C:
 			if time.Since(time.Unix(0, w.last.Load())) > idle {
+				report()
 				cancel(ErrHung)
 				return
 			}
@@ -304,6 +332,16 @@ busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || busybox ln -s pts/ptmx /dev/ptmx
 busybox --install -s /bin
 for m in $(cat /lab/modules); do insmod /lab/$m || echo "kvmlab: insmod $m failed"; done
+# One VM held open for the lab's life, so that KVM's static keys never
+# flip (HoldKVM).
+if [ -c /dev/kvm ]; then
+	/lab/kvmlab hold-kvm /tmp/kvm-held &
+	for i in $(seq 100); do [ -e /tmp/kvm-held ] && break; sleep 0.1; done
+	[ -e /tmp/kvm-held ] || echo "` + noHold + `"
+fi
+# Where the kernel and KVM's modules landed (KASLR), for a hang report's
+# addresses (hang.go).
+echo "kvmlab: text $(grep ' _text$' /proc/kallsyms | cut -d' ' -f1) kvm $(cat /sys/module/kvm/sections/.text) kvm_amd $(cat /sys/module/kvm_amd/sections/.text)"
 if [ -c /dev/kvm ]; then
 	sh /lab/script
 	code=$?
@@ -331,6 +369,11 @@ func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 	if err != nil {
 		return err
 	}
+	// The kvmlab command, built beside hv, holds a VM (HoldKVM).
+	self, err := os.ReadFile(filepath.Join(filepath.Dir(spec.HV), "kvmlab"))
+	if err != nil {
+		return fmt.Errorf("the kvmlab command beside hv (make build): %w", err)
+	}
 	mods, err := kernels.ModuleClosure(k.ModulesDir(), []string{"kvm_amd", "loop", "tun", "bridge"})
 	if err != nil {
 		return err
@@ -341,6 +384,7 @@ func writeRoot(k *kernels.Kernel, spec Spec, dst string) error {
 		{Path: "bin/hv", Mode: 0o755, Data: hv},
 		{Path: "bin/xl", Mode: 0o755, Data: xl},
 		{Path: "lab/script", Mode: 0o644, Data: []byte(spec.Script)},
+		{Path: "lab/kvmlab", Mode: 0o755, Data: self},
 	}
 	var order []string
 	for _, m := range mods {
