@@ -82,3 +82,21 @@ func TestFPUFields(t *testing.T) {
 		t.Errorf("xcrs at %d, want 8", off)
 	}
 }
+
+func TestRawRoundTrip(t *testing.T) {
+	r := Regs{RAX: 1, RIP: 0x1234, RFLAGS: 2}
+	b := Raw(&r)
+	if len(b) != 144 {
+		t.Fatalf("%d bytes", len(b))
+	}
+	var got Regs
+	if err := FromRaw(b, &got); err != nil || got != r {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if err := FromRaw(b[:143], &got); err == nil {
+		t.Error("a short blob was taken")
+	}
+	if err := FromRaw(append(b, 0), &got); err == nil {
+		t.Error("a long blob was taken")
+	}
+}

@@ -121,6 +121,37 @@ type vcpu struct {
 // New creates the domain: KVM objects, memory, devices, the loaded kernel
 // and the vCPUs' boot state. Nothing runs until Run.
 func New(cfg Config) (_ *VM, err error) {
+	v, err := newMachine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	acpiSize, rsdp, err := v.setupPlatform()
+	if err != nil {
+		return nil, err
+	}
+	v.e820 = v.mem.E820(acpiSize)
+	if v.load, err = load(v.mem, cfg.Image, cfg.Initrd, cfg.Cmdline, v.e820, rsdp); err != nil {
+		return nil, err
+	}
+	if err = v.createVCPUs(true); err != nil {
+		return nil, err
+	}
+	v.logf("%s kernel at [%#x, %#x), entry %#x; initrd %d bytes at %#x", cfg.Image.Kind,
+		v.load.KernelStart, v.load.KernelEnd, v.load.Entry, v.load.InitrdSize, v.load.InitrdAddr)
+	for _, e := range v.e820 {
+		v.logf("e820: [mem 0x%016x-0x%016x] %s", e.Addr, e.Addr+e.Size-1, e820Name(e.Type))
+	}
+	return v, nil
+}
+
+// newMachine creates what New and Restore share: the KVM VM with its
+// in-kernel irqchip and PIT, and guest memory, zeroed.
+func newMachine(cfg Config) (_ *VM, err error) {
 	if cfg.VCPUs < 1 || cfg.VCPUs > abi.MaxVCPUs {
 		return nil, fmt.Errorf("vm: %d vCPUs: want 1 to %d", cfg.VCPUs, abi.MaxVCPUs)
 	}
@@ -169,23 +200,6 @@ func New(cfg Config) (_ *VM, err error) {
 			return nil, err
 		}
 	}
-
-	acpiSize, rsdp, err := v.setupPlatform()
-	if err != nil {
-		return nil, err
-	}
-	v.e820 = v.mem.E820(acpiSize)
-	if v.load, err = load(v.mem, cfg.Image, cfg.Initrd, cfg.Cmdline, v.e820, rsdp); err != nil {
-		return nil, err
-	}
-	if err = v.createVCPUs(); err != nil {
-		return nil, err
-	}
-	v.logf("%s kernel at [%#x, %#x), entry %#x; initrd %d bytes at %#x", cfg.Image.Kind,
-		v.load.KernelStart, v.load.KernelEnd, v.load.Entry, v.load.InitrdSize, v.load.InitrdAddr)
-	for _, e := range v.e820 {
-		v.logf("e820: [mem 0x%016x-0x%016x] %s", e.Addr, e.Addr+e.Size-1, e820Name(e.Type))
-	}
 	return v, nil
 }
 
@@ -208,7 +222,10 @@ func (v *VM) logf(format string, args ...any) {
 // ConsoleInput feeds host bytes to the guest's UART.
 func (v *VM) ConsoleInput(p []byte) { v.uart.Input(p) }
 
-func (v *VM) createVCPUs() error {
+// createVCPUs creates the vCPUs with their CPUID; with boot, it also
+// gives them the state a kernel's entry expects (a restore sets theirs
+// from the snapshot instead).
+func (v *VM) createVCPUs(boot bool) error {
 	sup, err := v.sys.SupportedCPUID()
 	if err != nil {
 		return err
@@ -226,6 +243,9 @@ func (v *VM) createVCPUs() error {
 		v.vcpus = append(v.vcpus, &vcpu{c: c})
 		if err := c.SetCPUID(filterCPUID(sup, cc, uint32(i))); err != nil {
 			return err
+		}
+		if !boot {
+			continue
 		}
 		if err := c.SetMSRs(bootMSRs(msrList)); err != nil {
 			return err
@@ -254,6 +274,9 @@ func (v *VM) createVCPUs() error {
 		if err := c.SetRegs(regs); err != nil {
 			return err
 		}
+	}
+	if !boot {
+		return nil // restoring each LAPIC rebuilds the map as below
 	}
 	// Rewrite every LAPIC once all vCPUs exist. KVM builds its APIC-ID
 	// map while a vCPU is being created, before that vCPU counts as
@@ -473,6 +496,12 @@ func threadCPUTime(tid int32) int64 {
 // complemented tid shifted by 3, per-thread bit 4, clock 2 (SCHED).
 func threadClock(tid int32) int32 { return ^tid<<3 | 4 | 2 }
 
+func (v *VM) isPaused() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.paused
+}
+
 // park blocks a vCPU while the domain is paused; it reports whether the
 // domain has ended.
 func (v *VM) park() bool {
@@ -498,6 +527,14 @@ func (v *VM) runVCPU(c *vcpu) {
 		}
 	}
 	for {
+		if v.isPaused() {
+			// KVM completes an I/O or MMIO exit only in the next
+			// KVM_RUN; with immediate_exit it does so and returns at
+			// once (KVM's api.rst, KVM_RUN), so that a parked vCPU's
+			// state, which a snapshot reads, is whole.
+			c.c.SetImmediateExit(true)
+			_ = c.c.Run()
+		}
 		c.c.SetImmediateExit(false)
 		if v.park() {
 			// A debugging aid for guests that hang: each vCPU's
