@@ -1,13 +1,16 @@
 package vm
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/devstate"
 	"github.com/xeno-hv/xeno/hv/kvm"
 	"github.com/xeno-hv/xeno/hv/snapshot"
@@ -476,4 +479,52 @@ func (v *VM) restoreVCPU(c *kvm.VCPU, b []byte, msrList []uint32, xsaveSize int)
 		return err
 	}
 	return c.SetVCPUEvents(ev)
+}
+
+// SaveTo saves the domain to f (a file or a pipe) as xl save does:
+// it pauses the domain, writes the snapshot with header config, and
+// then leaves it paused (control.SavePause) or running
+// (control.SaveResume); with control.SaveDestroy (or "") it stays paused
+// for the caller to end it once the save is acknowledged. A failure
+// leaves the domain as it was before the save.
+func (v *VM) SaveTo(f *os.File, after string, config json.RawMessage) error {
+	switch after {
+	case "", control.SaveDestroy, control.SavePause, control.SaveResume:
+	default:
+		return fmt.Errorf("save: after %q: want %s, %s or %s", after, control.SaveDestroy, control.SavePause, control.SaveResume)
+	}
+	wasPaused := v.isPaused()
+	if err := v.Pause(); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	err := v.writeSnapshot(f, config)
+	if err == nil && after == control.SaveResume || err != nil && !wasPaused {
+		v.Resume()
+	}
+	return err
+}
+
+func (v *VM) writeSnapshot(f *os.File, config json.RawMessage) error {
+	start := time.Now()
+	h := v.Header()
+	h.Config = config
+	w, err := snapshot.NewWriter(f, h)
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := v.Save(w); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	// A saved domain that then ends exists only in this file: make it
+	// durable. A pipe (migration) has nothing to sync.
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("save: fsync: %w", err)
+		}
+	}
+	v.logf("saved to a snapshot in %.3f s", time.Since(start).Seconds())
+	return nil
 }
