@@ -403,7 +403,9 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	}
 	var v *vm.VM
 	if snap != nil {
-		v, err = vm.Restore(cfg, snap)
+		if v, err = vm.Restore(cfg, snap); err != nil {
+			err = fmt.Errorf("--restore %s: %w", *restore, err)
+		}
 	} else {
 		v, err = vm.New(cfg)
 	}
