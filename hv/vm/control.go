@@ -150,7 +150,9 @@ func (s *ControlServer) do(req control.Request, f *os.File) (resp control.Respon
 		}
 		return ok(), nil
 	case control.CmdResume:
-		v.Resume()
+		if err := v.Resume(); err != nil {
+			return fail(err), nil
+		}
 		return ok(), nil
 	case control.CmdShutdown:
 		if err := v.PowerButton(); err != nil {

@@ -46,3 +46,24 @@ func TestControlSaveNeedsFile(t *testing.T) {
 		t.Errorf("status after the refused saves: %+v, %v", st, err)
 	}
 }
+
+// TestResumeRefusedWhileSaving: a resume request during a save must not
+// unpark the vCPUs whose state the save is reading.
+func TestResumeRefusedWhileSaving(t *testing.T) {
+	v := testVM(t, abi.Interface{Major: 1, Minor: 2})
+	if err := v.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.saving = true
+	v.mu.Unlock()
+	if err := v.Resume(); err == nil || !v.isPaused() {
+		t.Fatalf("resume during a save: %v, paused %v", err, v.isPaused())
+	}
+	v.saveMu.Lock()
+	err := v.SaveTo(os.Stdout, control.SavePause, nil)
+	v.saveMu.Unlock()
+	if err == nil || !strings.Contains(err.Error(), "another save") {
+		t.Errorf("a second save: %v", err)
+	}
+}

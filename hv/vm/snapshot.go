@@ -17,7 +17,7 @@ import (
 )
 
 // Section kinds of a domain's snapshot besides the devices'
-// (deviceStates) and "memory": docs/snapshot.md lists them all.
+// (deviceStates) and "memory": docs/hv.md lists them all.
 const (
 	kindIRQChip = "irqchip"
 	kindPIT     = "pit"
@@ -300,8 +300,10 @@ func (v *VM) readSnapshot(r *snapshot.Reader) (map[string][]byte, error) {
 			}) bool {
 				return m.gpa == s.GPA
 			})
-			if i < 0 || uint64(len(regions[i].mem)) != s.Size || loaded[i] {
-				return nil, fmt.Errorf("memory section at %#x of %d bytes is no RAM region of this domain, or a second one", s.GPA, s.Size)
+			// A region may come more than once (migration's pre-copy
+			// rounds), each applied over the last.
+			if i < 0 || uint64(len(regions[i].mem)) != s.Size {
+				return nil, fmt.Errorf("memory section at %#x of %d bytes is no RAM region of this domain", s.GPA, s.Size)
 			}
 			if err := r.ReadMemory(regions[i].mem); err != nil {
 				return nil, err
@@ -493,14 +495,26 @@ func (v *VM) SaveTo(f *os.File, after string, config json.RawMessage) error {
 	default:
 		return fmt.Errorf("save: after %q: want %s, %s or %s", after, control.SaveDestroy, control.SavePause, control.SaveResume)
 	}
-	wasPaused := v.isPaused()
-	if err := v.Pause(); err != nil {
-		return fmt.Errorf("save: %w", err)
+	if !v.saveMu.TryLock() {
+		return errors.New("save: another save is in progress")
 	}
-	err := v.writeSnapshot(f, config)
+	defer v.saveMu.Unlock()
+	v.mu.Lock()
+	wasPaused := v.paused
+	v.saving = true // from here no resume request unparks a vCPU
+	v.mu.Unlock()
+	err := v.Pause()
+	if err == nil {
+		err = v.writeSnapshot(f, config)
+	} else {
+		err = fmt.Errorf("save: %w", err)
+	}
+	v.mu.Lock()
+	v.saving = false
 	if err == nil && after == control.SaveResume || err != nil && !wasPaused {
-		v.Resume()
+		v.resumeLocked()
 	}
+	v.mu.Unlock()
 	return err
 }
 

@@ -4,6 +4,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,9 +103,14 @@ type VM struct {
 	started   time.Time
 	bootTimer atomic.Int64
 
+	// saveMu is held for a whole save (SaveTo): one at a time, and Close
+	// waits for it, since a save reads the vCPUs and RAM that Close frees.
+	saveMu sync.Mutex
+
 	mu      sync.Mutex
 	cond    *sync.Cond
 	paused  bool
+	saving  bool // a save holds the domain paused: Resume is refused
 	nParked int
 	// rebootAsked: xl reboot pressed the power button, so the guest's
 	// poweroff is the reboot it was asked for.
@@ -350,6 +356,8 @@ func (v *VM) Run() control.Exit {
 
 // Close releases the VM's resources; only after Run has returned.
 func (v *VM) Close() {
+	v.saveMu.Lock()
+	defer v.saveMu.Unlock()
 	for _, c := range v.vcpus {
 		c.c.Close()
 	}
@@ -447,12 +455,20 @@ func (v *VM) Pause() error {
 	}
 }
 
-// Resume lets paused vCPUs run again.
-func (v *VM) Resume() {
+// Resume lets paused vCPUs run again, unless a save holds them.
+func (v *VM) Resume() error {
 	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.saving {
+		return errors.New("a save is in progress: the domain stays paused until it ends")
+	}
+	v.resumeLocked()
+	return nil
+}
+
+func (v *VM) resumeLocked() {
 	v.paused = false
 	v.cond.Broadcast()
-	v.mu.Unlock()
 }
 
 // Status reports the domain's state.
