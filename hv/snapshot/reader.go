@@ -127,7 +127,7 @@ func (r *Reader) ioErr(err error) error {
 			r.err = fmt.Errorf("snapshot: %s: %w after %d bytes of the section, %d of the stream",
 				r.where(), ErrTruncated, r.off-r.secOff, r.off)
 		} else {
-			r.err = fmt.Errorf("snapshot: %s: %w after %d bytes, before the trailer", r.where(), ErrTruncated, r.off)
+			r.err = fmt.Errorf("snapshot: %s: %w after %d bytes, without a complete trailer", r.where(), ErrTruncated, r.off)
 		}
 		return r.err
 	}
