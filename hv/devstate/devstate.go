@@ -10,9 +10,9 @@ import (
 	"fmt"
 )
 
-// Max bounds one device's encoded state: the largest (a UART's receive
-// FIFO, base64) is a few KiB.
-const Max = 64 << 10
+// Max bounds one encoded state: the largest, a vCPU's, holds an XSAVE
+// area of up to 64 KiB (kvm.MaxXSave) in base64, and the MSRs.
+const Max = 1 << 20
 
 // Encode marshals state, a struct pointer whose first field is the
 // version (`json:"version"`).

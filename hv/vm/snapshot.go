@@ -332,155 +332,213 @@ func (v *VM) readSnapshot(r *snapshot.Reader) (map[string][]byte, error) {
 	return sections, nil
 }
 
+// machine is a snapshot's KVM state, decoded and checked: everything a
+// hostile snapshot could get wrong is refused here, before any of it
+// reaches KVM, which then checks the contents itself.
+type machine struct {
+	chips [3]kvm.IRQChip
+	pit   kvm.PITState
+	clock clockState
+	vcpus []*vcpuRestore
+}
+
+type vcpuRestore struct {
+	regs   kvm.Regs
+	sregs  kvm.Sregs
+	lapic  kvm.LAPICState
+	events kvm.Events
+	xsave  []byte   // or fpu
+	fpu    *kvm.FPU // where the saving host had no XSAVE
+	xcrs   *kvm.XCRs
+	msrs   []kvm.MSR
+	debug  *kvm.DebugRegs
+	mp     uint32
+	tscKHz uint32
+}
+
+// decodeMachine decodes the KVM sections for vcpus vCPUs; msrList is
+// this host's MSR index list, which every saved MSR must be in.
+func decodeMachine(sections map[string][]byte, vcpus int, msrList []uint32) (*machine, error) {
+	m := &machine{}
+	var ic irqchipState
+	if err := devstate.Decode(kindIRQChip, sections[kindIRQChip], machineStateVersion, &ic); err != nil {
+		return nil, err
+	}
+	for chip, b := range [][]byte{ic.PICMaster, ic.PICSlave, ic.IOAPIC} {
+		if err := kvm.FromRaw(b, &m.chips[chip]); err != nil {
+			return nil, fmt.Errorf("irqchip %d: %w", chip, err)
+		}
+		if m.chips[chip].Chip != uint32(chip) {
+			return nil, fmt.Errorf("irqchip %d: the state is chip %d's", chip, m.chips[chip].Chip)
+		}
+	}
+	var p pitState
+	if err := devstate.Decode(kindPIT, sections[kindPIT], machineStateVersion, &p); err != nil {
+		return nil, err
+	}
+	if err := kvm.FromRaw(p.PIT, &m.pit); err != nil {
+		return nil, fmt.Errorf("pit: %w", err)
+	}
+	if err := devstate.Decode(kindClock, sections[kindClock], machineStateVersion, &m.clock); err != nil {
+		return nil, err
+	}
+	if m.clock.UptimeNS < 0 || m.clock.BootTimerNS < 0 {
+		return nil, fmt.Errorf("clock: uptime %d ns, boot timer %d ns", m.clock.UptimeNS, m.clock.BootTimerNS)
+	}
+	for i := 0; i < vcpus; i++ {
+		kind := kindVCPU + strconv.Itoa(i)
+		c, err := decodeVCPU(sections[kind], msrList)
+		if err != nil {
+			return nil, fmt.Errorf("section %q: %w", kind, err)
+		}
+		m.vcpus = append(m.vcpus, c)
+	}
+	return m, nil
+}
+
+func decodeVCPU(b []byte, msrList []uint32) (*vcpuRestore, error) {
+	var s vcpuState
+	if err := devstate.Decode("vcpu", b, machineStateVersion, &s); err != nil {
+		return nil, err
+	}
+	c := &vcpuRestore{mp: s.MPState, tscKHz: s.TSCKHz}
+	for _, err := range []error{kvm.FromRaw(s.Regs, &c.regs), kvm.FromRaw(s.Sregs, &c.sregs),
+		kvm.FromRaw(s.LAPIC, &c.lapic), kvm.FromRaw(s.Events, &c.events)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case s.XSave != nil && s.FPU != nil:
+		return nil, errors.New("both an XSAVE and a legacy FPU area")
+	case s.XSave != nil:
+		if len(s.XSave) < 4096 || len(s.XSave) > kvm.MaxXSave {
+			return nil, fmt.Errorf("XSAVE area of %d bytes: want 4096 to %d", len(s.XSave), kvm.MaxXSave)
+		}
+		c.xsave = s.XSave
+	case s.FPU != nil:
+		c.fpu = new(kvm.FPU)
+		if err := kvm.FromRaw(s.FPU, c.fpu); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("no FPU state")
+	}
+	if s.XCRs != nil {
+		c.xcrs = new(kvm.XCRs)
+		if err := kvm.FromRaw(s.XCRs, c.xcrs); err != nil {
+			return nil, err
+		}
+		if c.xcrs.N > uint32(len(c.xcrs.XCRs)) {
+			return nil, fmt.Errorf("%d XCRs, at most %d", c.xcrs.N, len(c.xcrs.XCRs))
+		}
+	}
+	if s.DebugRegs != nil {
+		c.debug = new(kvm.DebugRegs)
+		if err := kvm.FromRaw(s.DebugRegs, c.debug); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.MSRs) > len(msrList) {
+		return nil, fmt.Errorf("%d MSRs, this host saves %d", len(s.MSRs), len(msrList))
+	}
+	for _, m := range s.MSRs {
+		if !slices.Contains(msrList, m.Index) {
+			return nil, fmt.Errorf("MSR %#x is not one this host's KVM saves and restores", m.Index)
+		}
+		c.msrs = append(c.msrs, kvm.MSR{Index: m.Index, Data: m.Data})
+	}
+	return c, nil
+}
+
 // restoreMachine applies the sections in the order KVM needs: the
 // irqchip and PIT before the vCPUs, each vCPU's LAPIC after its special
 // registers and its events and mp_state last, then the devices (whose
 // interrupt lines reach restored LAPICs) and the clock.
 func (v *VM) restoreMachine(sections map[string][]byte) error {
-	var ic irqchipState
-	if err := devstate.Decode(kindIRQChip, sections[kindIRQChip], machineStateVersion, &ic); err != nil {
-		return err
-	}
-	for chip, b := range [][]byte{ic.PICMaster, ic.PICSlave, ic.IOAPIC} {
-		var s kvm.IRQChip
-		if err := kvm.FromRaw(b, &s); err != nil {
-			return fmt.Errorf("irqchip %d: %w", chip, err)
-		}
-		if s.Chip != uint32(chip) {
-			return fmt.Errorf("irqchip %d: the state is chip %d's", chip, s.Chip)
-		}
-		if err := v.vm.SetIRQChip(&s); err != nil {
-			return err
-		}
-	}
-	var p pitState
-	var pit kvm.PITState
-	if err := devstate.Decode(kindPIT, sections[kindPIT], machineStateVersion, &p); err != nil {
-		return err
-	}
-	if err := kvm.FromRaw(p.PIT, &pit); err != nil {
-		return fmt.Errorf("pit: %w", err)
-	}
-	if err := v.vm.SetPIT2(&pit); err != nil {
-		return err
-	}
 	msrList, err := v.sys.MSRIndexList()
 	if err != nil {
 		return err
 	}
+	m, err := decodeMachine(sections, len(v.vcpus), msrList)
+	if err != nil {
+		return err
+	}
+	for i := range m.chips {
+		if err := v.vm.SetIRQChip(&m.chips[i]); err != nil {
+			return err
+		}
+	}
+	if err := v.vm.SetPIT2(&m.pit); err != nil {
+		return err
+	}
 	xsaveSize := v.vm.XSaveSize()
-	for _, c := range v.vcpus {
-		kind := kindVCPU + strconv.Itoa(c.c.ID)
-		if err := v.restoreVCPU(c.c, sections[kind], msrList, xsaveSize); err != nil {
-			return fmt.Errorf("section %q: %w", kind, err)
+	for i, c := range v.vcpus {
+		if err := v.restoreVCPU(c.c, m.vcpus[i], xsaveSize); err != nil {
+			return fmt.Errorf("section %q: %w", kindVCPU+strconv.Itoa(i), err)
 		}
 	}
 	if err := v.restoreDevices(sections); err != nil {
 		return err
 	}
-	var clk clockState
-	if err := devstate.Decode(kindClock, sections[kindClock], machineStateVersion, &clk); err != nil {
+	if err := v.vm.SetClock(kvm.Clock{Clock: m.clock.KVMClock}); err != nil {
 		return err
 	}
-	if clk.UptimeNS < 0 || clk.BootTimerNS < 0 {
-		return fmt.Errorf("clock: uptime %d ns, boot timer %d ns", clk.UptimeNS, clk.BootTimerNS)
-	}
-	if err := v.vm.SetClock(kvm.Clock{Clock: clk.KVMClock}); err != nil {
-		return err
-	}
-	v.started = time.Now().Add(-time.Duration(clk.UptimeNS))
-	v.bootTimer.Store(clk.BootTimerNS)
+	v.started = time.Now().Add(-time.Duration(m.clock.UptimeNS))
+	v.bootTimer.Store(m.clock.BootTimerNS)
 	return nil
 }
 
-// restoreVCPU sets one vCPU from its section.
-func (v *VM) restoreVCPU(c *kvm.VCPU, b []byte, msrList []uint32, xsaveSize int) error {
-	var s vcpuState
-	if err := devstate.Decode("vcpu", b, machineStateVersion, &s); err != nil {
-		return err
-	}
-	var (
-		regs  kvm.Regs
-		sregs kvm.Sregs
-		lapic kvm.LAPICState
-		ev    kvm.Events
-	)
-	for _, f := range []error{kvm.FromRaw(s.Regs, &regs), kvm.FromRaw(s.Sregs, &sregs),
-		kvm.FromRaw(s.LAPIC, &lapic), kvm.FromRaw(s.Events, &ev)} {
-		if f != nil {
-			return f
-		}
-	}
-	if len(s.MSRs) > len(msrList) {
-		return fmt.Errorf("%d MSRs, this host saves %d", len(s.MSRs), len(msrList))
-	}
-	msrs := make([]kvm.MSR, len(s.MSRs))
-	for i, m := range s.MSRs {
-		if !slices.Contains(msrList, m.Index) {
-			return fmt.Errorf("MSR %#x is not one this host's KVM saves and restores", m.Index)
-		}
-		msrs[i] = kvm.MSR{Index: m.Index, Data: m.Data}
-	}
+// restoreVCPU sets one vCPU from its decoded state.
+func (v *VM) restoreVCPU(c *kvm.VCPU, s *vcpuRestore, xsaveSize int) error {
 	// The TSC rate first: the TSC MSR is then written at that rate.
-	if s.TSCKHz != 0 && v.sys.Has(kvm.CapGetTSCKHz) {
-		if now, err := c.TSCKHz(); err == nil && now != s.TSCKHz {
-			if err := c.SetTSCKHz(s.TSCKHz); err != nil {
-				v.logf("vCPU %d: the snapshot's TSC runs at %d kHz, this host's at %d kHz and it cannot scale (%v): the guest's TSC changes rate", c.ID, s.TSCKHz, now, err)
+	if s.tscKHz != 0 && v.sys.Has(kvm.CapGetTSCKHz) {
+		if now, err := c.TSCKHz(); err == nil && now != s.tscKHz {
+			if err := c.SetTSCKHz(s.tscKHz); err != nil {
+				v.logf("vCPU %d: the snapshot's TSC runs at %d kHz, this host's at %d kHz and it cannot scale (%v): the guest's TSC changes rate", c.ID, s.tscKHz, now, err)
 			}
 		}
 	}
-	if err := c.SetSregs(sregs); err != nil {
+	if err := c.SetSregs(s.sregs); err != nil {
 		return err
 	}
-	if err := c.SetRegs(regs); err != nil {
+	if err := c.SetRegs(s.regs); err != nil {
 		return err
 	}
 	switch {
-	case s.XSave != nil && xsaveSize > 0:
-		if err := c.SetXSave(s.XSave, xsaveSize); err != nil {
+	case s.xsave != nil && xsaveSize > 0:
+		if err := c.SetXSave(s.xsave, xsaveSize); err != nil {
 			return err
 		}
-	case s.FPU != nil:
-		var f kvm.FPU
-		if err := kvm.FromRaw(s.FPU, &f); err != nil {
-			return err
-		}
-		if err := c.SetFPU(f); err != nil {
+	case s.fpu != nil:
+		if err := c.SetFPU(*s.fpu); err != nil {
 			return err
 		}
 	default:
 		return errors.New("the snapshot's FPU state is XSAVE, which this host lacks")
 	}
-	if s.XCRs != nil && v.sys.Has(kvm.CapXCRs) {
-		var x kvm.XCRs
-		if err := kvm.FromRaw(s.XCRs, &x); err != nil {
-			return err
-		}
-		if err := c.SetXCRs(x); err != nil {
+	if s.xcrs != nil && v.sys.Has(kvm.CapXCRs) {
+		if err := c.SetXCRs(*s.xcrs); err != nil {
 			return err
 		}
 	}
-	if err := c.SetLAPIC(&lapic); err != nil {
+	if err := c.SetLAPIC(&s.lapic); err != nil {
 		return err
 	}
 	// After the LAPIC: KVM drops a TSC deadline written while the LAPIC
 	// timer is not in deadline mode.
-	if err := c.SetMSRs(msrs); err != nil {
+	if err := c.SetMSRs(s.msrs); err != nil {
 		return err
 	}
-	if s.DebugRegs != nil && v.sys.Has(kvm.CapDebugRegs) {
-		var d kvm.DebugRegs
-		if err := kvm.FromRaw(s.DebugRegs, &d); err != nil {
-			return err
-		}
-		if err := c.SetDebugRegs(d); err != nil {
+	if s.debug != nil && v.sys.Has(kvm.CapDebugRegs) {
+		if err := c.SetDebugRegs(*s.debug); err != nil {
 			return err
 		}
 	}
-	if err := c.SetMPState(s.MPState); err != nil {
+	if err := c.SetMPState(s.mp); err != nil {
 		return err
 	}
-	return c.SetVCPUEvents(ev)
+	return c.SetVCPUEvents(s.events)
 }
 
 // SaveTo saves the domain to f (a file or a pipe) as xl save does:
