@@ -197,3 +197,27 @@ func FuzzMMIORestoreState(f *testing.F) {
 		}
 	})
 }
+
+// TestNetRestoreSetsOffloads: a restored network device is on a new tap,
+// which gets the offloads the restored driver accepted at once, without
+// waiting for a notify the driver already made before the save.
+func TestNetRestoreSetsOffloads(t *testing.T) {
+	a := newNetRig(t, RateLimit{})
+	if a.net.Features()&NetFGuestCsum == 0 {
+		t.Skip("the fake tap offers no offloads")
+	}
+	a.start(FeatureVersion1 | NetFGuestCsum | NetFGuestTSO4)
+	a.w32(RegQueueNotify, netRxQ)
+	b, err := a.tr.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newNetRig(t, RateLimit{})
+	copy(r.mem, a.mem)
+	if err := r.tr.RestoreState(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.tap.lastOffload(); got != TunFCsum|TunFTSO4 {
+		t.Errorf("restored tap offloads %#x, want CSUM|TSO4", got)
+	}
+}
