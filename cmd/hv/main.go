@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -304,7 +303,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		defer f.Close()
-		if snap, err = snapshot.NewReader(bufio.NewReaderSize(f, 1<<20)); err != nil {
+		if snap, err = snapshot.NewReader(f); err != nil {
 			return fail(fmt.Errorf("--restore %s: %w", *restore, err))
 		}
 		h := snap.Header()
