@@ -51,6 +51,7 @@ func saveGuest(t *testing.T, name, mark, after string, extra ...string) (string,
 	t.Helper()
 	l := startHV(t, append([]string{"--kernel", guest(t, name), "--memory", "64"}, extra...)...)
 	l.waitFor(t, mark, 60*time.Second)
+	l.uptime = l.call(t, control.CmdStatus).Status.UptimeNS
 	path := filepath.Join(t.TempDir(), name+".snap")
 	f, err := os.Create(path)
 	if err != nil {
@@ -89,6 +90,9 @@ func saveRestoreCounter(t *testing.T, vcpus int) {
 	l2.call(t, control.CmdDestroy)
 	r2 := l2.wait(t)
 	expectEnd(t, r2, control.ReasonDestroyed)
+	if st.UptimeNS < l.uptime {
+		t.Errorf("restored domain's uptime %d ns, less than the %d ns it had before the save", st.UptimeNS, l.uptime)
+	}
 	if st.MemoryMiB != 64 || st.VCPUs != vcpus {
 		t.Errorf("restored domain: %d MiB, %d vCPUs; want the snapshot's 64 and %d", st.MemoryMiB, st.VCPUs, vcpus)
 	}
