@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/devstate"
 	"github.com/xeno-hv/xeno/hv/kvm"
 )
@@ -94,4 +95,27 @@ func TestDecodeMachineHostile(t *testing.T) {
 	if _, err := decodeMachine(goodMachine(t, nil), 2, []uint32{0x10}); err == nil || !strings.Contains(err.Error(), `"vcpu.1"`) {
 		t.Errorf("a missing vCPU: %v", err)
 	}
+}
+
+// FuzzRestoreState feeds arbitrary state to every port device's decoder
+// and a vCPU's: each must refuse or accept without a panic, and a device
+// that accepted must then serve the guest's accesses.
+func FuzzRestoreState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"sel":1,"cur":"YWJj","off":1,"boot_timer_done":true}`))
+	f.Add([]byte(`{"version":1,"ier":15,"lcr":128,"rx":"aGVsbG8="}`))
+	f.Add([]byte(`{"version":1,"out":"VQ==","ctr":69,"pending":96}`))
+	f.Add([]byte(`{"version":1,"regs":"","msrs":[{"index":16,"data":1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v := testVM(t, abi.Interface{Major: 1, Minor: 2})
+		for _, d := range v.deviceStates() {
+			_ = d.dev.RestoreState(b)
+		}
+		_, _ = decodeVCPU(b, []uint32{0x10})
+		for _, port := range []uint16{0x3f8, 0x3fd, 0x60, 0x64, 0x71, abi.PortInfoLen, abi.PortInfoData, 0x600} {
+			v.portIn(port, make([]byte, 4))
+		}
+		if err := v.saveDevices(func(string, []byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
