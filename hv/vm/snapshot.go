@@ -82,8 +82,8 @@ func (v *VM) Header() snapshot.Header {
 	}
 }
 
-// Save writes the domain's whole state to w: every vCPU, the in-kernel
-// irqchip, PIT and clock, every device, and RAM. The domain must be
+// Save writes the domain's whole state to w: RAM, every vCPU, the
+// in-kernel irqchip, PIT and clock, and every device. The domain must be
 // paused (Pause); it stays paused. The devices' goroutines are frozen
 // while it runs, so that nothing moves under it.
 func (v *VM) Save(w *snapshot.Writer) error {
@@ -106,6 +106,13 @@ func (v *VM) Save(w *snapshot.Writer) error {
 			return fmt.Errorf("vm: save: %w", err)
 		}
 		return nil
+	}
+	// RAM first, the small sections after, as a migration's last round
+	// is (docs/snapshot.md).
+	for _, r := range v.mem.regions() {
+		if err := w.Memory(r.gpa, r.mem); err != nil {
+			return fmt.Errorf("vm: save: %w", err)
+		}
 	}
 	msrList, err := v.sys.MSRIndexList()
 	if err != nil {
@@ -155,15 +162,7 @@ func (v *VM) Save(w *snapshot.Writer) error {
 			return err
 		}
 	}
-	if err := v.saveDevices(put); err != nil {
-		return err
-	}
-	for _, r := range v.mem.regions() {
-		if err := w.Memory(r.gpa, r.mem); err != nil {
-			return fmt.Errorf("vm: save: %w", err)
-		}
-	}
-	return nil
+	return v.saveDevices(put)
 }
 
 // saveVCPU reads one parked vCPU's state.
