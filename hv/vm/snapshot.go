@@ -101,18 +101,18 @@ func (v *VM) Save(w *snapshot.Writer) error {
 			t.Thaw()
 		}
 	}()
-	put := func(kind string, b []byte) error {
-		if err := w.Section(kind, b); err != nil {
-			return fmt.Errorf("vm: save: %w", err)
-		}
-		return nil
+	// The small sections are read first, at the moment of the pause,
+	// and written after RAM, as a migration's last round is
+	// (docs/snapshot.md): the clocks and TSCs they hold then do not run
+	// on for as long as RAM takes to write.
+	type section struct {
+		kind string
+		data []byte
 	}
-	// RAM first, the small sections after, as a migration's last round
-	// is (docs/snapshot.md).
-	for _, r := range v.mem.regions() {
-		if err := w.Memory(r.gpa, r.mem); err != nil {
-			return fmt.Errorf("vm: save: %w", err)
-		}
+	var small []section
+	put := func(kind string, b []byte) error {
+		small = append(small, section{kind, b})
+		return nil
 	}
 	msrList, err := v.sys.MSRIndexList()
 	if err != nil {
@@ -124,9 +124,7 @@ func (v *VM) Save(w *snapshot.Writer) error {
 		if err != nil {
 			return fmt.Errorf("vm: save: %w", err)
 		}
-		if err := put(kindVCPU+strconv.Itoa(c.c.ID), b); err != nil {
-			return err
-		}
+		put(kindVCPU+strconv.Itoa(c.c.ID), b)
 	}
 	var ic irqchipState
 	ic.Version = machineStateVersion
@@ -158,11 +156,22 @@ func (v *VM) Save(w *snapshot.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := put(s.kind, b); err != nil {
-			return err
+		put(s.kind, b)
+	}
+	if err := v.saveDevices(put); err != nil {
+		return err
+	}
+	for _, r := range v.mem.regions() {
+		if err := w.Memory(r.gpa, r.mem); err != nil {
+			return fmt.Errorf("vm: save: %w", err)
 		}
 	}
-	return v.saveDevices(put)
+	for _, s := range small {
+		if err := w.Section(s.kind, s.data); err != nil {
+			return fmt.Errorf("vm: save: %w", err)
+		}
+	}
+	return nil
 }
 
 // saveVCPU reads one parked vCPU's state.
