@@ -57,11 +57,15 @@ func TestResumeRefusedWhileSaving(t *testing.T) {
 	v.mu.Lock()
 	v.saving = true
 	v.mu.Unlock()
-	if err := v.Resume(); err == nil || !v.isPaused() {
-		t.Fatalf("resume during a save: %v, paused %v", err, v.isPaused())
+	err := v.Resume()
+	v.mu.Lock()
+	paused := v.paused
+	v.mu.Unlock()
+	if err == nil || !paused {
+		t.Fatalf("resume during a save: %v, paused %v", err, paused)
 	}
 	v.saveMu.Lock()
-	err := v.SaveTo(os.Stdout, control.SavePause, nil)
+	err = v.SaveTo(os.Stdout, control.SavePause, nil)
 	v.saveMu.Unlock()
 	if err == nil || !strings.Contains(err.Error(), "another save") {
 		t.Errorf("a second save: %v", err)

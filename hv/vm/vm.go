@@ -512,23 +512,21 @@ func threadCPUTime(tid int32) int64 {
 // complemented tid shifted by 3, per-thread bit 4, clock 2 (SCHED).
 func threadClock(tid int32) int32 { return ^tid<<3 | 4 | 2 }
 
-func (v *VM) isPaused() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.paused
-}
-
 // park blocks a vCPU while the domain is paused; it reports whether the
-// domain has ended.
-func (v *VM) park() bool {
+// domain has ended. A vCPU with an unfinished exit is not parked but
+// told to complete it first.
+func (v *VM) park(unfinished bool) (ended, complete bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if unfinished && v.paused && v.exit == nil {
+		return false, true
+	}
 	for v.paused && v.exit == nil {
 		v.nParked++
 		v.cond.Wait()
 		v.nParked--
 	}
-	return v.exit != nil
+	return v.exit != nil, false
 }
 
 func (v *VM) runVCPU(c *vcpu) {
@@ -542,17 +540,23 @@ func (v *VM) runVCPU(c *vcpu) {
 			return
 		}
 	}
+	// unfinished: the last exit was I/O or MMIO, which KVM completes
+	// (the IN's data into RAX, RIP past a string instruction) only in
+	// the next KVM_RUN.
+	unfinished := false
 	for {
-		if v.isPaused() {
-			// KVM completes an I/O or MMIO exit only in the next
-			// KVM_RUN; with immediate_exit it does so and returns at
-			// once (KVM's api.rst, KVM_RUN), so that a parked vCPU's
-			// state, which a snapshot reads, is whole.
+		c.c.SetImmediateExit(false)
+		ended, complete := v.park(unfinished)
+		if complete {
+			// With immediate_exit KVM completes it and returns at once
+			// (KVM's api.rst, KVM_RUN), so that a parked vCPU's state,
+			// which a snapshot reads, is whole.
 			c.c.SetImmediateExit(true)
 			_ = c.c.Run()
+			unfinished = false
+			continue
 		}
-		c.c.SetImmediateExit(false)
-		if v.park() {
+		if ended {
 			// A debugging aid for guests that hang: each vCPU's
 			// registers when the domain ends (docs/hv.md).
 			if os.Getenv("XENO_HV_DUMP") != "" {
@@ -569,6 +573,8 @@ func (v *VM) runVCPU(c *vcpu) {
 			v.crash(c, fmt.Sprintf("KVM_RUN failed: %v", err))
 			return
 		}
+		r := c.c.ExitReason()
+		unfinished = r == kvm.ExitIO || r == kvm.ExitMMIO
 		if !v.act(c, v.handleExit(c.c)) {
 			return
 		}
