@@ -28,7 +28,8 @@ func onDeath(r *Record, reason string) (act Action, preservedAs string) {
 		return r.OnReboot, StateShutdown
 	case control.ReasonCrash:
 		return r.OnCrash, StateCrashed
-	case control.ReasonDestroyed:
+	case control.ReasonDestroyed, control.ReasonSaved:
+		// A saved domain lives on in its snapshot (xl save), not here.
 		return ActionDestroy, ""
 	}
 	// The hv died without saying why (kill -9, an hv bug): that is not

@@ -35,6 +35,8 @@ func TestOnDeath(t *testing.T) {
 		{StateRunning, d, r, r, control.ReasonCrash, r, StateCrashed},
 		// xl destroy answered by the hv: gone, whatever on_* say.
 		{StateRunning, p, p, p, control.ReasonDestroyed, d, ""},
+		// Saved and ended by the hv: the snapshot holds it now.
+		{StateRunning, p, r, p, control.ReasonSaved, d, ""},
 		// kill -9, an hv failure: not the guest's doing.
 		{StateRunning, r, r, r, "killed", p, StateCrashed},
 		{StateRunning, r, r, r, control.ReasonError, p, StateCrashed},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/jail"
 	"github.com/xeno-hv/xeno/hv/kvm"
 	"github.com/xeno-hv/xeno/hv/vm"
@@ -49,12 +50,14 @@ type opened struct {
 	kvm            *os.File
 	kernel, initrd *os.File
 	disks          []*os.File
+	snapshot       *os.File // --restore's
+	snapPath       string
 }
 
-// enter opens the kernel, the initramfs, the disks (taking their locks:
+// enter opens the kernel or the snapshot, the initramfs, the disks (taking their locks:
 // a holder is named from the host's /proc, still mounted here) and
 // /dev/kvm, then enters the private root and drops to the uid.
-func (j jailSpec) enter(kernel, initrd string, disks []vm.Disk) (*opened, error) {
+func (j jailSpec) enter(kernel, initrd, restore string, disks []vm.Disk) (*opened, error) {
 	if (j.uid >= 0) != (j.gid >= 0) {
 		return nil, usageError{errors.New("--jail-uid and --jail-gid go together")}
 	}
@@ -67,7 +70,12 @@ func (j jailSpec) enter(kernel, initrd string, disks []vm.Disk) (*opened, error)
 	}
 	o := &opened{}
 	var err error
-	if o.kernel, _, err = hostfile.OpenRegular(kernel, hostfile.MaxKernel); err != nil {
+	if restore != "" {
+		if o.snapshot, err = openSnapshotFile(restore); err != nil {
+			return nil, err
+		}
+		o.snapPath = restore
+	} else if o.kernel, _, err = hostfile.OpenRegular(kernel, hostfile.MaxKernel); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	if initrd != "" {
@@ -120,6 +128,27 @@ func (o *opened) read(path string, limit int64) ([]byte, error) {
 		}
 	}
 	return hostfile.ReadRegular(path, limit)
+}
+
+// maxSnapshot bounds a snapshot file: the largest guest's RAM and room
+// for the rest (the reader bounds every section on its own).
+const maxSnapshot = int64(abi.MaxMemoryMiB)<<20 + 1<<30
+
+func openSnapshotFile(path string) (*os.File, error) {
+	f, _, err := hostfile.OpenRegular(path, maxSnapshot)
+	if err != nil {
+		return nil, fmt.Errorf("--restore: %w", err)
+	}
+	return f, nil
+}
+
+// snapshotFile is the snapshot at path: the jailer's open file if it
+// opened it, else opened now.
+func (o *opened) snapshotFile(path string) (*os.File, error) {
+	if o != nil && o.snapshot != nil && o.snapPath == path {
+		return o.snapshot, nil
+	}
+	return openSnapshotFile(path)
 }
 
 // kvmFile is the jailer's /dev/kvm, nil if none.

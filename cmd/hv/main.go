@@ -24,6 +24,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/jail"
 	"github.com/xeno-hv/xeno/hv/logfile"
+	"github.com/xeno-hv/xeno/hv/snapshot"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
@@ -182,6 +183,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		logPath   = fs.String("log", "", "write the hv's own messages (and stderr) to this file, capped with rotation to FILE.1")
 		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
 		vsockFlag = fs.String("vsock", "", "virtio-vsock device cid=N,uds=PATH: the guest reaches PATH_PORT, host clients connect through PATH (docs/devices.md)")
+		restore   = fs.String("restore", "", "start the domain from this snapshot (docs/snapshot.md) instead of a kernel; --memory and --vcpus default to the snapshot's")
 		jailRoot  = fs.String("jail-root", "", "jailer: an empty directory to build the private root on (needs root and a mount namespace of its own; xl's default)")
 		jailUID   = fs.Int("jail-uid", -1, "jailer: the uid to run as once the files are open (with --jail-gid)")
 		jailGID   = fs.Int("jail-gid", -1, "jailer: the gid to run as once the files are open")
@@ -234,7 +236,15 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	if *paused && *ctl == "" {
 		return fail(usageError{errors.New("--paused needs --control: nothing could resume the domain")})
 	}
-	if *kernel == "" {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *restore != "" {
+		for _, n := range []string{"kernel", "initrd", "cmdline", "boot", "interface", "unchecked-interface"} {
+			if set[n] {
+				return fail(usageError{fmt.Errorf("--%s with --restore: the snapshot holds the guest and its interface", n)})
+			}
+		}
+	} else if *kernel == "" {
 		return fail(usageError{errors.New("--kernel is required")})
 	}
 	var vsock *vm.Vsock
@@ -245,17 +255,26 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		}
 		vsock = v
 	}
-	if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
-		return fail(usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)})
+	// The memory size is the snapshot's unless given: checked once known.
+	checkMemory := func() error {
+		if *memory < abi.MinMemoryMiB || *memory > abi.MaxMemoryMiB {
+			return usageError{fmt.Errorf("--memory %d: want %d to %d MiB", *memory, abi.MinMemoryMiB, abi.MaxMemoryMiB)}
+		}
+		return checkHostMemory(*memory, *overMem, stderr)
 	}
-	if err := checkHostMemory(*memory, *overMem, stderr); err != nil {
-		return fail(err)
-	}
-
 	build := abi.Current()
-	admitted, compat, err := admit(build, *iface, *unchecked, stderr)
-	if err != nil {
-		return fail(err)
+	var (
+		admitted abi.Interface
+		compat   bool
+		err      error
+	)
+	if *restore == "" {
+		if err := checkMemory(); err != nil {
+			return fail(err)
+		}
+		if admitted, compat, err = admit(build, *iface, *unchecked, stderr); err != nil {
+			return fail(err)
+		}
 	}
 	kind := vm.BootKind(*boot)
 	switch kind {
@@ -267,22 +286,57 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 	if *jailRoot != "" || *jailUID >= 0 || *jailGID >= 0 {
 		j := jailSpec{root: *jailRoot, dirs: jailDirs, uid: *jailUID, gid: *jailGID, rootOptional: *jailOpt, stderr: stderr,
 			paths: []string{*ctl, strings.TrimPrefix(*console, "unix:"), *logPath, *conLog}}
-		if pre, err = j.enter(*kernel, *initrd, disks); err != nil {
+		if pre, err = j.enter(*kernel, *initrd, *restore, disks); err != nil {
 			return fail(err)
 		}
 		for i := range disks {
 			disks[i].File = pre.disks[i]
 		}
 	}
+	var snap *snapshot.Reader
+	if *restore != "" {
+		// The snapshot's header says what the guest is: its size, and the
+		// interface it was admitted with, which this hv admits or refuses
+		// exactly as at creation.
+		f, err := pre.snapshotFile(*restore)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if snap, err = snapshot.NewReader(f); err != nil {
+			return fail(fmt.Errorf("--restore %s: %w", *restore, err))
+		}
+		h := snap.Header()
+		g, err := abi.ParseInterface(h.Interface)
+		if err != nil {
+			return fail(fmt.Errorf("--restore %s: interface %q: %w", *restore, h.Interface, err))
+		}
+		if admitted, compat, err = admitInterface(build, g, false, stderr); err != nil {
+			return fail(fmt.Errorf("--restore %s: snapshot of hv %s (build %s): %w", *restore, h.Release, h.BuildID, err))
+		}
+		// A guest in compat mode stays so: it was told so at boot.
+		compat = compat || h.Compat
+		if !set["memory"] {
+			*memory = h.MemoryMiB
+		}
+		if !set["vcpus"] {
+			*vcpus = h.VCPUs
+		}
+		if err := checkMemory(); err != nil {
+			return fail(err)
+		}
+	}
 	// Every file is checked and read before /dev/kvm is opened: a bad
 	// path costs nothing and needs no KVM to be refused.
-	kb, err := pre.read(*kernel, hostfile.MaxKernel)
-	if err != nil {
-		return fail(fmt.Errorf("kernel: %w", err))
-	}
-	img, err := vm.OpenImageAuto(*kernel, kb, kind)
-	if err != nil {
-		return fail(err)
+	var img *vm.Image
+	if snap == nil {
+		kb, err := pre.read(*kernel, hostfile.MaxKernel)
+		if err != nil {
+			return fail(fmt.Errorf("kernel: %w", err))
+		}
+		if img, err = vm.OpenImageAuto(*kernel, kb, kind); err != nil {
+			return fail(err)
+		}
 	}
 	var rd []byte
 	if *initrd != "" {
@@ -314,8 +368,10 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		f.Close()
 	}
 	cl := *cmdline
-	if extra := vm.KernelWorkarounds(img); extra != "" {
-		cl = strings.TrimSpace(cl + " " + extra)
+	if img != nil {
+		if extra := vm.KernelWorkarounds(img); extra != "" {
+			cl = strings.TrimSpace(cl + " " + extra)
+		}
 	}
 
 	con, err := vm.OpenConsole(*console)
@@ -338,12 +394,20 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		}
 		defer srv.Close()
 	}
-	v, err := vm.New(vm.Config{
+	cfg := vm.Config{
 		Image: img, Initrd: rd, Cmdline: cl, MemoryMiB: *memory, VCPUs: *vcpus, Disks: disks, Nets: nets, Vsock: vsock,
 		Name: *name, UUID: *uuid, Build: build, Admitted: admitted, Compat: compat,
 		Console: con, Log: stderr, Start: start, Paused: *paused,
 		VCPUStart: enterVCPU, KVM: pre.kvmFile(),
-	})
+	}
+	var v *vm.VM
+	if snap != nil {
+		if v, err = vm.Restore(cfg, snap); err != nil {
+			err = fmt.Errorf("--restore %s: %w", *restore, err)
+		}
+	} else {
+		v, err = vm.New(cfg)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -426,17 +490,28 @@ func forbiddenSyscall() { _, _, _ = syscall.Syscall6(syscall.SYS_MOUNT, 0, 0, 0,
 
 // admit applies the interface policy of hv/abi to --interface.
 func admit(build abi.Build, iface string, unchecked bool, stderr io.Writer) (abi.Interface, bool, error) {
-	native := build.Release.Interface()
-	if native.Dev {
-		native.BuildID = build.BuildID
-	}
 	if iface == "" {
-		return native, false, nil
+		return nativeInterface(build), false, nil
 	}
 	g, err := abi.ParseInterface(iface)
 	if err != nil {
 		return abi.Interface{}, false, usageError{fmt.Errorf("--interface: %w", err)}
 	}
+	return admitInterface(build, g, unchecked, stderr)
+}
+
+func nativeInterface(build abi.Build) abi.Interface {
+	native := build.Release.Interface()
+	if native.Dev {
+		native.BuildID = build.BuildID
+	}
+	return native
+}
+
+// admitInterface applies the interface policy to g, a guest's interface
+// from --interface or a snapshot: the one place a refusal is worded.
+func admitInterface(build abi.Build, g abi.Interface, unchecked bool, stderr io.Writer) (abi.Interface, bool, error) {
+	native := nativeInterface(build)
 	d := abi.Admit(build, g)
 	if d.Verdict == abi.Refuse {
 		if unchecked {

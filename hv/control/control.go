@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -25,11 +27,28 @@ const (
 	CmdReboot  = "reboot"
 	CmdReset   = "reset"   // hard reset, the guest is not asked (xl reboot -F)
 	CmdDestroy = "destroy" // stop now, exit reason "destroyed"
+	// CmdSave writes the domain's snapshot (docs/snapshot.md) to the
+	// file passed with the request line (SCM_RIGHTS, CallFile): the
+	// jailed hv can open no file of its own. After says what then.
+	CmdSave = "save"
+)
+
+// What a save leaves, in xl save's words: the domain ends (the default,
+// exit reason "saved"), stays paused (-p) or runs on (-c).
+const (
+	SaveDestroy = "destroy"
+	SavePause   = "pause"
+	SaveResume  = "resume"
 )
 
 // Request is one line sent to the hv.
 type Request struct {
 	Cmd string `json:"cmd"`
+	// After is CmdSave's SaveDestroy (if empty), SavePause or SaveResume.
+	After string `json:"after,omitempty"`
+	// Config is CmdSave's domain config as the toolstack keeps it, put
+	// in the snapshot's header for the restoring toolstack.
+	Config json.RawMessage `json:"config,omitempty"`
 }
 
 // Response is the hv's one-line answer.
@@ -99,6 +118,7 @@ const (
 	ReasonReboot    = "reboot"
 	ReasonCrash     = "crash"
 	ReasonDestroyed = "destroyed"
+	ReasonSaved     = "saved" // saved to a snapshot by CmdSave, which ended it
 	ReasonError     = "error" // the hv itself failed (bad arguments, no KVM, ...)
 )
 
@@ -111,6 +131,7 @@ const (
 	ExitReboot    = 10
 	ExitCrash     = 11
 	ExitDestroyed = 12
+	ExitSaved     = 13
 )
 
 // ExitCode maps a reason to the process exit code.
@@ -124,6 +145,8 @@ func ExitCode(reason string) int {
 		return ExitCrash
 	case ReasonDestroyed:
 		return ExitDestroyed
+	case ReasonSaved:
+		return ExitSaved
 	}
 	return ExitError
 }
@@ -140,6 +163,8 @@ func ReasonForCode(code int) string {
 		return ReasonCrash
 	case ExitDestroyed:
 		return ReasonDestroyed
+	case ExitSaved:
+		return ReasonSaved
 	}
 	return ReasonError
 }
@@ -159,6 +184,13 @@ func ExitFile(sock string) string {
 
 // Call sends one request and reads one response.
 func Call(sock string, cmd string, timeout time.Duration) (*Response, error) {
+	return CallFile(sock, Request{Cmd: cmd}, nil, timeout)
+}
+
+// CallFile sends req, with f (if not nil) passed to the hv with the
+// request line as SCM_RIGHTS, and reads one response.
+func CallFile(sock string, req Request, f *os.File, timeout time.Duration) (*Response, error) {
+	cmd := req.Cmd
 	// The socket's directory is the jailed hv's (docs/security.md): a
 	// bent hv could put a symlink there to another program's socket,
 	// which its caller (root) would then talk to.
@@ -171,15 +203,27 @@ func Call(sock string, cmd string, timeout time.Duration) (*Response, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
+	line, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("control: %s: %s: %w", sock, cmd, err)
+	}
+	line = append(line, '\n')
+	var oob []byte
+	if f != nil {
+		oob = syscall.UnixRights(int(f.Fd()))
+	}
+	if _, _, err := c.(*net.UnixConn).WriteMsgUnix(line, oob, nil); err != nil {
 		return nil, fmt.Errorf("control: %s: send %s: %w", sock, cmd, err)
 	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if f != nil {
+		runtime.KeepAlive(f) // its fd was sent, not the file: keep it open until then
+	}
+	reply, err := bufio.NewReader(c).ReadBytes('\n')
 	if err != nil {
 		return nil, fmt.Errorf("control: %s: read reply to %s: %w", sock, cmd, err)
 	}
 	var r Response
-	if err := json.Unmarshal(line, &r); err != nil {
+	if err := json.Unmarshal(reply, &r); err != nil {
 		return nil, fmt.Errorf("control: %s: bad reply to %s: %w", sock, cmd, err)
 	}
 	if !r.OK {

@@ -338,3 +338,23 @@ func TestAssemble(t *testing.T) {
 		t.Error("the vCPU list is not narrower than the process list")
 	}
 }
+
+// TestRecvmsgOnlyCloexec: the process may receive a file on the control
+// socket only as Go's net does, with MSG_CMSG_CLOEXEC, and vCPU threads
+// not at all.
+func TestRecvmsgOnlyCloexec(t *testing.T) {
+	var got []Rule
+	for _, r := range Process() {
+		if r.Nr == unix.SYS_RECVMSG {
+			got = append(got, r)
+		}
+	}
+	if len(got) != 1 || got[0].Mask != 0xffffffff || got[0].Arg != 2 || got[0].Value != unix.MSG_CMSG_CLOEXEC {
+		t.Errorf("recvmsg rules %+v, want one: argument 2 exactly MSG_CMSG_CLOEXEC", got)
+	}
+	for _, r := range VCPU() {
+		if r.Nr == unix.SYS_RECVMSG {
+			t.Error("vCPU threads may call recvmsg")
+		}
+	}
+}

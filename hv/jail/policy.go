@@ -65,7 +65,7 @@ var vcpuRules = []Rule{
 
 // processRules adds what the device, I/O and control goroutines do:
 // serve the console and control sockets (accept, read, write through the
-// netpoller), move virtio-net frames (read and writev on the tap, through
+// netpoller; recvmsg for a file passed with a save request), move virtio-net frames (read and writev on the tap, through
 // the netpoller), read vCPU run times from /proc, write exit.json atomically
 // (create, fchmod, fsync, rename), remove the sockets at exit, start
 // threads for the Go runtime (clone, only with CLONE_THREAD: never a new
@@ -77,6 +77,10 @@ var processRules = []Rule{
 	{Nr: unix.SYS_SOCKET, Arg: 0, Mask: 0xffffffff, Value: unix.AF_UNIX,
 		And: &Rule{Arg: 1, Mask: sockTypeMask, Value: unix.SOCK_STREAM}},
 	{Nr: unix.SYS_CONNECT},
+	// recvmsg only as Go's net reads a Unix socket, with
+	// MSG_CMSG_CLOEXEC: the control socket, whose save request comes
+	// with the file to write (SCM_RIGHTS; the jailed hv opens none).
+	{Nr: unix.SYS_RECVMSG, Arg: 2, Mask: 0xffffffff, Value: unix.MSG_CMSG_CLOEXEC},
 	{Nr: unix.SYS_READ},
 	{Nr: unix.SYS_WRITEV},
 	{Nr: unix.SYS_CLOSE},

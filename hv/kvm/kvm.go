@@ -644,12 +644,8 @@ func (c *VCPU) SetLAPIC(s *LAPICState) error {
 
 const getFPU = 0x81a0ae8c
 
-// FPUStatus returns the x87 status word from KVM_GET_FPU (struct kvm_fpu:
-// fsw follows the 128 bytes of fpr and the 2-byte fcw).
+// FPUStatus returns the x87 status word from KVM_GET_FPU.
 func (c *VCPU) FPUStatus() (uint16, error) {
-	var f [416]byte
-	if err := c.ptrIoctl(getFPU, unsafe.Pointer(&f), "KVM_GET_FPU"); err != nil {
-		return 0, err
-	}
-	return uint16(f[130]) | uint16(f[131])<<8, nil
+	f, err := c.FPU()
+	return f.FSW, err
 }

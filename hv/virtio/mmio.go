@@ -88,6 +88,7 @@ type MMIO struct {
 	irqLevel               bool
 	qs                     []queue
 	qdev                   QueueDevice // dev, when it serves its own queues
+	frozen                 bool        // Freeze: Run does nothing
 }
 
 // NewMMIO returns the transport for dev over guest memory mem. irq drives
@@ -347,14 +348,15 @@ func (t *MMIO) process(qi int) {
 }
 
 // Run calls f with access to the queues, under the transport's lock, if
-// the driver has the device running; otherwise it does nothing. A
+// the driver has the device running and it is not frozen (Freeze);
+// otherwise it does nothing. A
 // QueueDevice's goroutines use it to complete requests (a receive queue
 // the host fills). An error from f means the driver broke the ring: the
 // device then needs a reset.
 func (t *MMIO) Run(f func(*Queues) error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.running() {
+	if !t.running() || t.frozen {
 		return
 	}
 	qs := &Queues{t: t}

@@ -221,6 +221,16 @@ func (n *Net) Notify(q *Queues, qi int) error {
 	return nil
 }
 
+// restored sets the tap's offloads to what the restored driver accepted
+// (the tap is a new one) and wakes both goroutines for what the rings
+// already hold.
+func (n *Net) restored(q *Queues) error {
+	n.setOffload(tunOffloads(q.Features()))
+	kick(n.rxKick)
+	kick(n.txKick)
+	return nil
+}
+
 // Reset implements QueueDevice.
 func (n *Net) Reset() {
 	n.resets.Add(1)

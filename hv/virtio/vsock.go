@@ -121,6 +121,9 @@ type Vsock struct {
 	rsts     []vsockHdr // RSTs to send, bounded (vsockMaxRST + VsockMaxConns)
 	nextPort uint32
 	closed   bool
+	// resetEvent: the device was restored from a snapshot, and the
+	// driver is yet to hear VIRTIO_VSOCK_EVENT_TRANSPORT_RESET.
+	resetEvent bool
 }
 
 type connKey struct{ guestPort, hostPort uint32 }
@@ -228,19 +231,57 @@ func (d *Vsock) Reset() {
 		d.kill(c, false)
 	}
 	d.rsts = nil
+	d.resetEvent = false // a new driver has heard of nothing to reset
+}
+
+// VsockEventTransportReset is VIRTIO_VSOCK_EVENT_TRANSPORT_RESET: the
+// driver drops every connection and reads the guest CID again.
+const VsockEventTransportReset = 0
+
+// restored implements restorer. Connections do not survive a snapshot,
+// as in Firecracker: the guest learns so from a transport-reset event,
+// sent now if the driver left a buffer on the event queue, else on its
+// next notify.
+func (d *Vsock) restored(q *Queues) error {
+	d.mu.Lock()
+	d.resetEvent = true
+	d.mu.Unlock()
+	return d.sendResetEvent(q)
+}
+
+func (d *Vsock) sendResetEvent(q *Queues) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.resetEvent {
+		return nil
+	}
+	e, ok, err := q.Pop(vsockEvent)
+	if err != nil || !ok {
+		return err
+	}
+	if size(e.Writable) < 4 {
+		return errRing // struct virtio_vsock_event is a le32
+	}
+	var ev [4]byte // the id, VsockEventTransportReset
+	scatterAt(e.Writable, 0, ev[:])
+	d.resetEvent = false
+	return q.Push(vsockEvent, e, uint32(len(ev)))
 }
 
 // Notify implements QueueDevice. It runs on a vCPU thread: it moves
 // bytes between guest memory and the connections' buffers and wakes
 // their goroutines, which do the socket I/O.
 func (d *Vsock) Notify(q *Queues, qi int) error {
+	if err := d.sendResetEvent(q); err != nil {
+		return err
+	}
 	if qi == vsockTX {
 		if err := d.drainTX(q); err != nil {
 			return err
 		}
 	}
 	// New receive buffers, or answers to what the guest sent; the event
-	// queue's buffers are never used (no event is ever sent).
+	// queue's buffers are used only after a restore (sendResetEvent).
 	return d.fill(q)
 }
 

@@ -1,8 +1,11 @@
 package vm
 
 import (
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/xeno-hv/xeno/hv/devstate"
 )
 
 // i8042 is the PS/2 controller as far as Linux's probe and reset go: the
@@ -148,4 +151,66 @@ func (r *rtc) read(off uint64) byte {
 		return 0x80 // battery good
 	}
 	return 0
+}
+
+const legacyStateVersion = 1
+
+// i8042Max bounds the controller's output bytes in a snapshot: each
+// command answers with one.
+const i8042Max = 16
+
+type i8042State struct {
+	Version int    `json:"version"`
+	Out     []byte `json:"out"`
+	CTR     byte   `json:"ctr"`
+	Pending byte   `json:"pending"`
+}
+
+// SaveState encodes the controller's state (docs/devices.md).
+func (k *i8042) SaveState() ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return devstate.Encode("i8042", &i8042State{Version: legacyStateVersion, Out: k.out, CTR: k.ctr, Pending: k.pending})
+}
+
+// RestoreState sets the state SaveState encoded.
+func (k *i8042) RestoreState(b []byte) error {
+	var s i8042State
+	if err := devstate.Decode("i8042", b, legacyStateVersion, &s); err != nil {
+		return err
+	}
+	if len(s.Out) > i8042Max {
+		return fmt.Errorf("i8042 state: %d output bytes, at most %d", len(s.Out), i8042Max)
+	}
+	if s.Pending != 0 && s.Pending != 0x60 && s.Pending != 0xd1 {
+		return fmt.Errorf("i8042 state: pending command %#x is none the controller takes data for", s.Pending)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.out, k.ctr, k.pending = append([]byte(nil), s.Out...), s.CTR, s.Pending
+	return nil
+}
+
+type rtcState struct {
+	Version int  `json:"version"`
+	Index   byte `json:"index"`
+}
+
+// SaveState encodes the selected CMOS index; the time is the host's.
+func (r *rtc) SaveState() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return devstate.Encode("rtc", &rtcState{Version: legacyStateVersion, Index: r.idx})
+}
+
+// RestoreState sets the state SaveState encoded.
+func (r *rtc) RestoreState(b []byte) error {
+	var s rtcState
+	if err := devstate.Decode("rtc", b, legacyStateVersion, &s); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idx = s.Index & 0x7f
+	return nil
 }

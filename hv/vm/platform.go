@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/acpi"
@@ -19,6 +20,9 @@ import (
 type devices struct {
 	pio, mmio bus.Bus
 	pm        *acpi.PM
+	kbc       *i8042
+	rtc       *rtc
+	xeno      *xenoPorts
 	virtio    []*virtio.MMIO // device i at virtioAddr(i), on virtioIRQ(i)
 	files     []*os.File
 	nets      []netDev
@@ -44,7 +48,7 @@ func (d *devices) close() {
 func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 	d := &v.dev
 	v.uart = uart.New(v.cfg.Console, irq(uartIRQ))
-	kbc := &i8042{reset: func() { v.stop(control.ReasonReboot, "i8042 reset (0xfe to port 0x64)") }}
+	d.kbc = &i8042{reset: func() { v.stop(control.ReasonReboot, "i8042 reset (0xfe to port 0x64)") }}
 	d.pm = acpi.NewPM(irq(acpi.SCIIRQ), func(slpTyp int) {
 		if slpTyp == acpi.S5SlpTyp {
 			v.stop(control.ReasonPoweroff, "ACPI S5 (PM1a_CNT SLP_EN)")
@@ -52,7 +56,8 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 		}
 		v.logf("ignoring ACPI sleep to SLP_TYP %d: only S5 (%d) is supported", slpTyp, acpi.S5SlpTyp)
 	})
-	xeno := newXenoPorts(v.cfg, v.started, xenoHooks{
+	d.rtc = &rtc{}
+	d.xeno = newXenoPorts(v.cfg, xenoHooks{
 		stop:    v.stop,
 		console: v.consoleWrite,
 		bootTimer: func(ns int64) {
@@ -60,13 +65,14 @@ func (v *VM) addDevices(irq func(gsi uint32) func(level bool)) error {
 			v.logf("boot-timer: %.1f µs since start", float64(ns)/1e3)
 		},
 		badShutdown: func(reason byte) { v.unk.once("shutdown-reason", uint64(reason), true, 1) },
+		uptime:      func() time.Duration { return time.Since(v.started) },
 	})
 	ports := append([]portDevice{
 		{"COM1", com1Base, 8, v.uart},
-		{"i8042 data", 0x60, 1, i8042Port{kbc, 0x60}},
-		{"i8042 command", 0x64, 1, i8042Port{kbc, 0x64}},
-		{"RTC", 0x70, 2, &rtc{}},
-		{"xeno ports", abi.PortFirst, abi.PortLast - abi.PortFirst + 1, xeno},
+		{"i8042 data", 0x60, 1, i8042Port{d.kbc, 0x60}},
+		{"i8042 command", 0x64, 1, i8042Port{d.kbc, 0x64}},
+		{"RTC", 0x70, 2, d.rtc},
+		{"xeno ports", abi.PortFirst, abi.PortLast - abi.PortFirst + 1, d.xeno},
 		{"ACPI PM1a", acpi.PM1aEvt, acpi.PM1aLen, d.pm},
 	}, silentPorts()...)
 	for _, p := range ports {

@@ -4,6 +4,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,9 +103,14 @@ type VM struct {
 	started   time.Time
 	bootTimer atomic.Int64
 
+	// saveMu is held for a whole save (SaveTo): one at a time, and Close
+	// waits for it, since a save reads the vCPUs and RAM that Close frees.
+	saveMu sync.Mutex
+
 	mu      sync.Mutex
 	cond    *sync.Cond
 	paused  bool
+	saving  bool // a save holds the domain paused: Resume is refused
 	nParked int
 	// rebootAsked: xl reboot pressed the power button, so the guest's
 	// poweroff is the reboot it was asked for.
@@ -121,6 +127,37 @@ type vcpu struct {
 // New creates the domain: KVM objects, memory, devices, the loaded kernel
 // and the vCPUs' boot state. Nothing runs until Run.
 func New(cfg Config) (_ *VM, err error) {
+	v, err := newMachine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	acpiSize, rsdp, err := v.setupPlatform()
+	if err != nil {
+		return nil, err
+	}
+	v.e820 = v.mem.E820(acpiSize)
+	if v.load, err = load(v.mem, cfg.Image, cfg.Initrd, cfg.Cmdline, v.e820, rsdp); err != nil {
+		return nil, err
+	}
+	if err = v.createVCPUs(true); err != nil {
+		return nil, err
+	}
+	v.logf("%s kernel at [%#x, %#x), entry %#x; initrd %d bytes at %#x", cfg.Image.Kind,
+		v.load.KernelStart, v.load.KernelEnd, v.load.Entry, v.load.InitrdSize, v.load.InitrdAddr)
+	for _, e := range v.e820 {
+		v.logf("e820: [mem 0x%016x-0x%016x] %s", e.Addr, e.Addr+e.Size-1, e820Name(e.Type))
+	}
+	return v, nil
+}
+
+// newMachine creates what New and Restore share: the KVM VM with its
+// in-kernel irqchip and PIT, and guest memory, zeroed.
+func newMachine(cfg Config) (_ *VM, err error) {
 	if cfg.VCPUs < 1 || cfg.VCPUs > abi.MaxVCPUs {
 		return nil, fmt.Errorf("vm: %d vCPUs: want 1 to %d", cfg.VCPUs, abi.MaxVCPUs)
 	}
@@ -169,23 +206,6 @@ func New(cfg Config) (_ *VM, err error) {
 			return nil, err
 		}
 	}
-
-	acpiSize, rsdp, err := v.setupPlatform()
-	if err != nil {
-		return nil, err
-	}
-	v.e820 = v.mem.E820(acpiSize)
-	if v.load, err = load(v.mem, cfg.Image, cfg.Initrd, cfg.Cmdline, v.e820, rsdp); err != nil {
-		return nil, err
-	}
-	if err = v.createVCPUs(); err != nil {
-		return nil, err
-	}
-	v.logf("%s kernel at [%#x, %#x), entry %#x; initrd %d bytes at %#x", cfg.Image.Kind,
-		v.load.KernelStart, v.load.KernelEnd, v.load.Entry, v.load.InitrdSize, v.load.InitrdAddr)
-	for _, e := range v.e820 {
-		v.logf("e820: [mem 0x%016x-0x%016x] %s", e.Addr, e.Addr+e.Size-1, e820Name(e.Type))
-	}
 	return v, nil
 }
 
@@ -208,7 +228,10 @@ func (v *VM) logf(format string, args ...any) {
 // ConsoleInput feeds host bytes to the guest's UART.
 func (v *VM) ConsoleInput(p []byte) { v.uart.Input(p) }
 
-func (v *VM) createVCPUs() error {
+// createVCPUs creates the vCPUs with their CPUID; with boot, it also
+// gives them the state a kernel's entry expects (a restore sets theirs
+// from the snapshot instead).
+func (v *VM) createVCPUs(boot bool) error {
 	sup, err := v.sys.SupportedCPUID()
 	if err != nil {
 		return err
@@ -226,6 +249,9 @@ func (v *VM) createVCPUs() error {
 		v.vcpus = append(v.vcpus, &vcpu{c: c})
 		if err := c.SetCPUID(filterCPUID(sup, cc, uint32(i))); err != nil {
 			return err
+		}
+		if !boot {
+			continue
 		}
 		if err := c.SetMSRs(bootMSRs(msrList)); err != nil {
 			return err
@@ -254,6 +280,9 @@ func (v *VM) createVCPUs() error {
 		if err := c.SetRegs(regs); err != nil {
 			return err
 		}
+	}
+	if !boot {
+		return nil // restoring each LAPIC rebuilds the map as below
 	}
 	// Rewrite every LAPIC once all vCPUs exist. KVM builds its APIC-ID
 	// map while a vCPU is being created, before that vCPU counts as
@@ -327,6 +356,8 @@ func (v *VM) Run() control.Exit {
 
 // Close releases the VM's resources; only after Run has returned.
 func (v *VM) Close() {
+	v.saveMu.Lock()
+	defer v.saveMu.Unlock()
 	for _, c := range v.vcpus {
 		c.c.Close()
 	}
@@ -424,12 +455,20 @@ func (v *VM) Pause() error {
 	}
 }
 
-// Resume lets paused vCPUs run again.
-func (v *VM) Resume() {
+// Resume lets paused vCPUs run again, unless a save holds them.
+func (v *VM) Resume() error {
 	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.saving {
+		return errors.New("a save is in progress: the domain stays paused until it ends")
+	}
+	v.resumeLocked()
+	return nil
+}
+
+func (v *VM) resumeLocked() {
 	v.paused = false
 	v.cond.Broadcast()
-	v.mu.Unlock()
 }
 
 // Status reports the domain's state.
@@ -474,16 +513,20 @@ func threadCPUTime(tid int32) int64 {
 func threadClock(tid int32) int32 { return ^tid<<3 | 4 | 2 }
 
 // park blocks a vCPU while the domain is paused; it reports whether the
-// domain has ended.
-func (v *VM) park() bool {
+// domain has ended. A vCPU with an unfinished exit is not parked but
+// told to complete it first.
+func (v *VM) park(unfinished bool) (ended, complete bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if unfinished && v.paused && v.exit == nil {
+		return false, true
+	}
 	for v.paused && v.exit == nil {
 		v.nParked++
 		v.cond.Wait()
 		v.nParked--
 	}
-	return v.exit != nil
+	return v.exit != nil, false
 }
 
 func (v *VM) runVCPU(c *vcpu) {
@@ -497,9 +540,23 @@ func (v *VM) runVCPU(c *vcpu) {
 			return
 		}
 	}
+	// unfinished: the last exit was I/O or MMIO, which KVM completes
+	// (the IN's data into RAX, RIP past a string instruction) only in
+	// the next KVM_RUN.
+	unfinished := false
 	for {
 		c.c.SetImmediateExit(false)
-		if v.park() {
+		ended, complete := v.park(unfinished)
+		if complete {
+			// With immediate_exit KVM completes it and returns at once
+			// (KVM's api.rst, KVM_RUN), so that a parked vCPU's state,
+			// which a snapshot reads, is whole.
+			c.c.SetImmediateExit(true)
+			_ = c.c.Run()
+			unfinished = false
+			continue
+		}
+		if ended {
 			// A debugging aid for guests that hang: each vCPU's
 			// registers when the domain ends (docs/hv.md).
 			if os.Getenv("XENO_HV_DUMP") != "" {
@@ -516,6 +573,8 @@ func (v *VM) runVCPU(c *vcpu) {
 			v.crash(c, fmt.Sprintf("KVM_RUN failed: %v", err))
 			return
 		}
+		r := c.c.ExitReason()
+		unfinished = r == kvm.ExitIO || r == kvm.ExitMMIO
 		if !v.act(c, v.handleExit(c.c)) {
 			return
 		}

@@ -1,12 +1,14 @@
 package vm
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/devstate"
 )
 
 // xenoPorts serves the xeno I/O ports (docs/abi.md) exactly as the
@@ -14,8 +16,7 @@ import (
 // lacks behaves as if nothing were there. Its window is abi.PortFirst to
 // abi.PortLast.
 type xenoPorts struct {
-	cfg      Config    // the build and the domain the info port describes
-	started  time.Time // domain creation, for the uptime item
+	cfg      Config // the build and the domain the info port describes
 	admitted abi.Interface
 	hooks    xenoHooks
 
@@ -24,7 +25,7 @@ type xenoPorts struct {
 	cur []byte // the selected item, nil if unsupported
 	off int
 
-	bootOnce sync.Once
+	bootDone bool // the boot timer fired: it fires once per domain
 }
 
 // xenoHooks are what the ports do to the domain.
@@ -33,10 +34,11 @@ type xenoHooks struct {
 	console     func(p []byte)              // the console port
 	bootTimer   func(ns int64)              // the first boot-timer write, ns since cfg.Start
 	badShutdown func(reason byte)           // a shutdown reason the ABI does not define
+	uptime      func() time.Duration        // the domain's, for the uptime item
 }
 
-func newXenoPorts(cfg Config, started time.Time, h xenoHooks) *xenoPorts {
-	return &xenoPorts{cfg: cfg, started: started, admitted: cfg.Admitted, hooks: h, sel: -1}
+func newXenoPorts(cfg Config, h xenoHooks) *xenoPorts {
+	return &xenoPorts{cfg: cfg, admitted: cfg.Admitted, hooks: h, sel: -1}
 }
 
 func (x *xenoPorts) has(f abi.Feature) bool { return abi.Has(x.admitted, f) }
@@ -70,7 +72,7 @@ func (x *xenoPorts) item(sel int) ([]byte, bool) {
 		return []byte(s), true
 	case abi.SelUptime:
 		if x.has(abi.FeatInfoUptime) {
-			return []byte(strconv.FormatInt(time.Since(x.started).Nanoseconds(), 10)), true
+			return []byte(strconv.FormatInt(x.hooks.uptime().Nanoseconds(), 10)), true
 		}
 	}
 	return nil, false
@@ -142,8 +144,57 @@ func (x *xenoPorts) Write(off uint64, d []byte) {
 		if !x.has(abi.FeatBootTimer) {
 			return
 		}
-		x.bootOnce.Do(func() { x.hooks.bootTimer(time.Since(x.cfg.Start).Nanoseconds()) })
+		x.mu.Lock()
+		first := !x.bootDone
+		x.bootDone = true
+		x.mu.Unlock()
+		if first {
+			x.hooks.bootTimer(time.Since(x.cfg.Start).Nanoseconds())
+		}
 	}
+}
+
+const xenoStateVersion = 1
+
+// xenoItemMax bounds a selected item in a snapshot: the longest is the
+// domain's name or a build string.
+const xenoItemMax = 4096
+
+type xenoState struct {
+	Version  int    `json:"version"`
+	Sel      int    `json:"sel"`
+	Cur      []byte `json:"cur"` // nil: the selected item is unsupported
+	Off      int    `json:"off"`
+	BootDone bool   `json:"boot_timer_done"`
+}
+
+// SaveState encodes the info port's selection and read position, and
+// whether the boot timer has fired (docs/devices.md).
+func (x *xenoPorts) SaveState() ([]byte, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return devstate.Encode("xeno-ports", &xenoState{Version: xenoStateVersion, Sel: x.sel, Cur: x.cur, Off: x.off, BootDone: x.bootDone})
+}
+
+// RestoreState sets the state SaveState encoded. The item keeps the
+// bytes the guest was reading, so a read in progress goes on unchanged.
+func (x *xenoPorts) RestoreState(b []byte) error {
+	var s xenoState
+	if err := devstate.Decode("xeno-ports", b, xenoStateVersion, &s); err != nil {
+		return err
+	}
+	switch {
+	case s.Sel < -1 || s.Sel > 0xffff:
+		return fmt.Errorf("xeno-ports state: selector %d out of range", s.Sel)
+	case len(s.Cur) > xenoItemMax:
+		return fmt.Errorf("xeno-ports state: item of %d bytes, at most %d", len(s.Cur), xenoItemMax)
+	case s.Off < 0 || s.Off > len(s.Cur):
+		return fmt.Errorf("xeno-ports state: offset %d in an item of %d bytes", s.Off, len(s.Cur))
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.sel, x.cur, x.off, x.bootDone = s.Sel, s.Cur, s.Off, s.BootDone
+	return nil
 }
 
 // consoleWrite sends console-port bytes to the domain console, the same

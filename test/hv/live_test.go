@@ -42,6 +42,7 @@ type live struct {
 	done        chan error
 	start       time.Time
 	cancel      context.CancelFunc
+	uptime      int64 // the domain's, when a test last asked
 }
 
 func startHV(t testing.TB, args ...string) *live {
