@@ -98,6 +98,9 @@ func startReceiver(argv []string, stderr io.Writer) (*receiver, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, stderr
+	// A receiver killed after its grace may leave children holding
+	// its stderr: Wait does not wait for them.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		inR.Close()
 		inW.Close()
@@ -254,19 +257,36 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 		rc.stdin.Close()
 		saving <- err
 	}()
+	var early *string // the receiver's word before the save returned
+	earlyEnd := false
 	select {
 	case err := <-saving:
 		if err != nil {
 			return fail(fmt.Errorf("send: %w (the receiver %s)", err, rc.ended()), nil)
 		}
 	case l, ok := <-rc.lines:
-		if !ok {
-			return fail(fmt.Errorf("the receiver closed its output in the middle of the stream (%s)", rc.ended()), saving)
+		// The receiver spoke or ended while the hv's save had not
+		// returned: the stream was whole (the hv had written it and
+		// the receiver answered at once) or cut, as the save says.
+		select {
+		case err := <-saving:
+			if err != nil {
+				return fail(fmt.Errorf("send: %w (the receiver said %q and %s)", err, l, rc.ended()), nil)
+			}
+			early, earlyEnd = &l, !ok
+		case <-time.After(answer):
+			if !ok {
+				return fail(fmt.Errorf("the receiver ended in the middle of the stream (%s)", rc.ended()), saving)
+			}
+			return fail(fmt.Errorf("the receiver said %q in the middle of the stream", l), saving)
 		}
-		return fail(fmt.Errorf("the receiver said %q in the middle of the stream", l), saving)
 	}
 	debug("sent in %v; waiting for the receiver", time.Since(start).Round(time.Millisecond))
-	l, ok, err = rc.line(answer)
+	if early != nil {
+		l, ok, err = *early, !earlyEnd, nil
+	} else {
+		l, ok, err = rc.line(answer)
+	}
 	switch {
 	case err != nil:
 		return fail(err, nil)
