@@ -59,12 +59,16 @@ type MigrateOptions struct {
 type MigrateError struct {
 	Name    string
 	Err     error
-	Resumed bool   // the source domain runs again
+	Resumed bool   // the source domain is as it was: running, or paused if it was
+	Paused  bool   // it was paused before the migration, and stays so
 	Left    string // if not Resumed, why it did not and what to do
 }
 
 func (e *MigrateError) Error() string {
-	if e.Resumed {
+	switch {
+	case e.Resumed && e.Paused:
+		return fmt.Sprintf("toolstack: migrate domain %s: %v; the domain stays here, paused as it was", e.Name, e.Err)
+	case e.Resumed:
 		return fmt.Sprintf("toolstack: migrate domain %s: %v; the domain runs on here", e.Name, e.Err)
 	}
 	return fmt.Sprintf("toolstack: migrate domain %s: %v; %s", e.Name, e.Err, e.Left)
@@ -210,6 +214,9 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 	}
 	debug("the receiver is ready")
 
+	// A domain the admin paused stays paused if the migration fails.
+	st, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)
+	wasPaused := err == nil && st.Status != nil && st.Status.State == control.StatePaused
 	renamed, paused := false, false
 	fail := func(err error, saving <-chan error) (int, error) {
 		rc.stop(exitWait)
@@ -220,8 +227,8 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 			case <-time.After(saveTimeout(r.Config.MemoryMiB)):
 			}
 		}
-		me := &MigrateError{Name: name, Err: err, Resumed: true}
-		if paused {
+		me := &MigrateError{Name: name, Err: err, Resumed: true, Paused: wasPaused}
+		if paused && !wasPaused {
 			if rerr := t.resume(r); rerr != nil {
 				me.Resumed, me.Left = false, fmt.Sprintf("the domain could not be resumed (%v): `xl unpause %d` resumes it", rerr, r.ID)
 			}

@@ -133,6 +133,16 @@ func (f *controlFake) handle(c *net.UnixConn) {
 			defer syscall.Kill(f.hvPid, syscall.SIGKILL)
 		}
 	}
+	if resp.OK {
+		// As the hv answers: the status after the request.
+		f.mu.Lock()
+		st := control.Status{State: control.StateRunning}
+		if f.paused {
+			st.State = control.StatePaused
+		}
+		f.mu.Unlock()
+		resp.Status = &st
+	}
 	_ = json.NewEncoder(c).Encode(resp)
 }
 
@@ -403,4 +413,18 @@ func containsAny(s, alternatives string) bool {
 		}
 	}
 	return false
+}
+
+// A domain the admin had paused is not resumed by a failed migration.
+func TestMigrateFailureKeepsPausedSourcePaused(t *testing.T) {
+	ts := newToolstack(t)
+	_, f := runningDomain(t, ts, "web")
+	f.paused = true
+	_, err := ts.Migrate("web", fastMigrate("sh", "-c", `echo "`+ReceiverReady+`"; cat >/dev/null; echo 'error: no'`))
+	if err == nil || !strings.Contains(err.Error(), "paused as it was") {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if paused, cmds := f.state(); !paused || strings.Contains(strings.Join(cmds, ","), control.CmdResume) {
+		t.Errorf("paused %v after the hv got %q", paused, cmds)
+	}
 }
