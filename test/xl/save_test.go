@@ -258,6 +258,7 @@ func TestRestoreRefusesInterface(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "refused (interface, rule ") || !strings.Contains(errs, "guest interface 1.3-dev") || !strings.Contains(errs, "hv "+rel) || !strings.Contains(errs, "snapshot of hv 1.3.0-dev, build otherbuild") {
 		t.Fatalf("xl restore of another build's dev snapshot (hv %s): exit %d: %s", rel, code, errs)
 	}
+	t.Logf("%s", errs)
 	e.assertClean()
 }
 
