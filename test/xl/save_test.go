@@ -156,7 +156,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 
 	// migrate, twice: xl's -s "" (HOST is the receiver's whole command)
 	// and a local stand-in for ssh that drops the host.
-	ssh := e.write("fakessh", "#!/bin/sh\nshift\nPATH="+filepath.Dir(e.xl)+":$PATH exec \"$@\"\n")
+	ssh := e.write("fakessh", "#!/bin/sh\nshift\nexport PATH="+filepath.Dir(e.xl)+":$PATH\nexec \"$@\"\n")
 	if err := os.Chmod(ssh, 0o755); err != nil {
 		t.Fatal(err)
 	}
