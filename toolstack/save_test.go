@@ -428,3 +428,33 @@ func TestMigrateFailureKeepsPausedSourcePaused(t *testing.T) {
 		t.Errorf("paused %v after the hv got %q", paused, cmds)
 	}
 }
+
+// A restored domain's first hv starts from the snapshot: no kernel,
+// initramfs, command line or interface (the snapshot holds the guest
+// and the interface it was admitted with), the same devices and sockets.
+func TestHVArgsRestore(t *testing.T) {
+	ts := newToolstack(t)
+	p := plan("r")
+	p.Config.Kernel, p.Config.Ramdisk, p.Config.Cmdline = "/k", "/i", "console=ttyS0"
+	p.Config.Disks = []Disk{{Target: "/d.img", Vdev: "xvda"}}
+	p.Guest, p.Unchecked = "1.2", true
+	r, err := ts.Reserve(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := " " + strings.Join(ts.hvArgs(r, true, "/s.snap"), " ") + " "
+	for _, want := range []string{" --restore /s.snap ", " --disk /d.img ", " --memory 64 ", " --paused ", " --control ", " --name r "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("hv args lack %q: %s", want, args)
+		}
+	}
+	for _, not := range []string{"--kernel", "--initrd", "--cmdline", "--interface", "--unchecked-interface"} {
+		if strings.Contains(args, not) {
+			t.Errorf("hv args of a restore have %s: %s", not, args)
+		}
+	}
+	// A restart boots the kernel.
+	if args := strings.Join(ts.hvArgs(r, false, ""), " "); !strings.Contains(args, "--kernel /k") || !strings.Contains(args, "--interface 1.2") {
+		t.Errorf("hv args of a restart: %s", args)
+	}
+}
