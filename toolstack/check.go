@@ -144,19 +144,29 @@ func Check(cfg *Config, opt CheckOptions) (*Plan, error) {
 		p.Warnings = append(p.Warnings, warn)
 	}
 	p.Guest, p.Declared = guest.String(), from
-	d := abi.Admit(opt.Build, guest)
+	detail, err = p.admit(opt.Build, guest, from, opt.Unchecked)
+	add("interface", err, detail)
+	return p, first
+}
+
+// admit applies abi.Admit to the guest interface declared by from, as
+// the hv that will run it (b) will, and records the decision in p. The
+// error is the *Refusal; detail is the check's line otherwise. Creation
+// and restore decide here and nowhere else.
+func (p *Plan) admit(b abi.Build, guest abi.Interface, from string, unchecked bool) (detail string, err error) {
+	d := abi.Admit(b, guest)
+	p.HV = b.Release.String()
 	p.Decision, p.Verdict, p.Rule, p.Reason = d, d.Verdict.String(), d.Rule, d.Reason
-	if d.Verdict != abi.Refuse {
+	switch {
+	case d.Verdict != abi.Refuse:
 		p.Admitted = d.Admitted.String()
 		p.Compat = d.Verdict == abi.Compat
-		add("interface", nil, d.Reason+" [declared by "+from+"]")
-	} else if opt.Unchecked {
+		return d.Reason + " [declared by " + from + "]", nil
+	case unchecked:
 		p.Warnings = append(p.Warnings, "--unchecked-interface (test only): the toolstack does not refuse: "+d.Reason)
-		add("interface", nil, "UNCHECKED (test only): "+d.Reason+" [declared by "+from+"]")
-	} else {
-		add("interface", &Refusal{Check: "interface", File: from, Rule: d.Rule, Msg: d.Reason}, "")
+		return "UNCHECKED (test only): " + d.Reason + " [declared by " + from + "]", nil
 	}
-	return p, first
+	return "", &Refusal{Check: "interface", File: from, Rule: d.Rule, Msg: d.Reason}
 }
 
 // CheckKernel checks that path is a bzImage this hv can boot: magic, boot

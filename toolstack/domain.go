@@ -40,6 +40,9 @@ const startTimeout = 30 * time.Second
 // CreateOptions are xl create's flags that the toolstack acts on.
 type CreateOptions struct {
 	Paused bool // -p: the first hv starts with --paused; restarts run
+	// Restore is xl restore's snapshot: the first hv starts from it
+	// (hv --restore) instead of the kernel; a restart boots the kernel.
+	Restore string
 }
 
 // Reserve takes the domain's ID and name under the lock and writes its
@@ -125,6 +128,9 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	args := []string{"__monitor"}
 	if opt.Paused {
 		args = append(args, "-p")
+	}
+	if opt.Restore != "" {
+		args = append(args, "--restore", opt.Restore)
 	}
 	if err := t.spawnMonitor(r.ID, append(args, strconv.Itoa(r.ID)), 0); err != nil {
 		_ = t.removeLocked(r.ID)
@@ -245,15 +251,21 @@ func waitUp(sock string, exited chan error) (bool, error) {
 }
 
 // hvArgs is the hv command line for r; paused starts it with no vCPU
-// having run.
-func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
+// having run; restore, if not "", starts it from that snapshot instead
+// of the kernel (the snapshot holds the guest and its interface).
+func (t *Toolstack) hvArgs(r *Record, paused bool, restore string) []string {
 	c := r.Config
-	a := []string{"--kernel", c.Kernel}
-	if c.Ramdisk != "" {
-		a = append(a, "--initrd", c.Ramdisk)
-	}
-	if cl := c.KernelCmdline(); cl != "" {
-		a = append(a, "--cmdline", cl)
+	var a []string
+	if restore != "" {
+		a = []string{"--restore", restore}
+	} else {
+		a = []string{"--kernel", c.Kernel}
+		if c.Ramdisk != "" {
+			a = append(a, "--initrd", c.Ramdisk)
+		}
+		if cl := c.KernelCmdline(); cl != "" {
+			a = append(a, "--cmdline", cl)
+		}
 	}
 	a = append(a, "--memory", strconv.FormatInt(c.MemoryMiB, 10), "--vcpus", strconv.Itoa(c.VCPUs))
 	for _, d := range c.Disks {
@@ -273,10 +285,10 @@ func (t *Toolstack) hvArgs(r *Record, paused bool) []string {
 	}
 	a = append(a, "--console", "unix:"+r.Console, "--control", r.Control, "--name", r.Name, "--uuid", r.UUID,
 		"--log", t.State.HVLog(r.ID), "--console-log", t.State.ConsoleLog(r.ID))
-	if r.Guest != "" {
+	if r.Guest != "" && restore == "" {
 		a = append(a, "--interface", r.Guest)
 	}
-	if r.Unchecked {
+	if r.Unchecked && restore == "" {
 		a = append(a, "--unchecked-interface")
 	}
 	if paused {
@@ -355,8 +367,12 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		start := time.Now()
 		// -p applies to the creation only: a domain restarted by
 		// on_reboot runs at once, as in xl.
+		restore := ""
+		if first {
+			restore = opt.Restore
+		}
 		newCmd := func() *exec.Cmd {
-			cmd := exec.Command(t.HV, append(jr.hvArgs(), t.hvArgs(r, opt.Paused && first)...)...)
+			cmd := exec.Command(t.HV, append(jr.hvArgs(), t.hvArgs(r, opt.Paused && first, restore)...)...)
 			cmd.ExtraFiles = taps
 			cmd.Stdout, cmd.Stderr = hvlog, hvlog
 			// The hv gets its own session (a signal to xl's terminal

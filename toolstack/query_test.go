@@ -61,13 +61,13 @@ func TestVsockPaths(t *testing.T) {
 	if r.Vsock != filepath.Join(ts.State.HVDir(7), "vsock.sock") || r.VsockCID != 10 {
 		t.Fatalf("vsock %q cid %d", r.Vsock, r.VsockCID)
 	}
-	args := strings.Join(ts.hvArgs(r, false), " ")
+	args := strings.Join(ts.hvArgs(r, false, ""), " ")
 	if want := "--vsock cid=10,uds=" + r.Vsock; !strings.Contains(args, want) {
 		t.Errorf("hv args %q lack %q", args, want)
 	}
 	deep := &Toolstack{State: &State{Dir: "/" + strings.Repeat("d", MaxVsockPath)}}
 	deep.setPaths(r)
-	if r.Vsock != "" || r.VsockCID != 0 || strings.Contains(strings.Join(deep.hvArgs(r, false), " "), "--vsock") {
+	if r.Vsock != "" || r.VsockCID != 0 || strings.Contains(strings.Join(deep.hvArgs(r, false, ""), " "), "--vsock") {
 		t.Errorf("a %d-byte state dir still got vsock %q", MaxVsockPath, r.Vsock)
 	}
 }

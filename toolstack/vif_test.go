@@ -157,7 +157,7 @@ func TestVifResolve(t *testing.T) {
 	}
 	r := &Record{ID: 7, Name: "g", UUID: cfg.UUID, Config: cfg, Control: "/c", Console: "/s"}
 	ts := &Toolstack{State: &State{Dir: "/st"}}
-	args := strings.Join(ts.hvArgs(r, false), " ")
+	args := strings.Join(ts.hvArgs(r, false, ""), " ")
 	if !strings.Contains(args, "--net fd=3,mac="+v0.MAC+",rate=1250000,burst=62500 --net fd=4,mac=00:16:3e:00:00:01") {
 		t.Errorf("hv args: %s", args)
 	}

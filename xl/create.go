@@ -206,12 +206,15 @@ func printPlan(io IO, p *toolstack.Plan) {
 	}
 }
 
-// monitorCmd is `xl __monitor [-p] ID`, the monitor xl create starts,
+// monitorCmd is `xl __monitor [-p] [--restore FILE] ID`, the monitor xl
+// create and xl restore start,
 // and `xl __monitor --adopt ID`, the one that takes over a domain whose
 // monitor died.
 func monitorCmd(io IO, args []string) error {
 	var paused, adopt, handover bool
-	pos, err := flags(args, map[string]*bool{"p": &paused, "adopt": &adopt, "handover": &handover})
+	var restore string
+	pos, err := flagValues(args, map[string]*bool{"p": &paused, "adopt": &adopt, "handover": &handover},
+		map[string]*string{"restore": &restore})
 	if err != nil {
 		return err
 	}
@@ -249,7 +252,7 @@ func monitorCmd(io IO, args []string) error {
 	if adopt {
 		return ts.Adopt(id, tell)
 	}
-	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused}, tell)
+	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused, Restore: restore}, tell)
 }
 
 // adoptCmd is `xl monitor --adopt DOM`: it gives a domain whose monitor

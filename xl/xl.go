@@ -54,7 +54,11 @@ func commands() []command {
 		{name: "query", usage: "DOM interface|health", summary: "ask the guest's xeno-init over vsock: its interface line, or its health", run: queryCmd},
 		{name: "monitor", usage: "--adopt DOM", summary: "give a domain whose monitor died a new one", run: adoptCmd},
 		{name: "help", usage: "[COMMAND]", summary: "show help", run: nil},
-		{name: "__monitor", usage: "[-p] ID | --adopt ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},
+		{name: "save", usage: "[-c] [-p] DOM FILE [CFG]", summary: "save a domain's state to FILE and end it (-c: it runs on, -p: it stays paused)", run: saveCmd},
+		{name: "restore", usage: "[-p] [-c] [-e] [CFG] FILE", summary: "start a domain saved by xl save, under a new ID (-p: paused, -c: attach the console)", run: restoreCmd},
+		{name: "migrate", usage: "[-s SSHCOMMAND] [--debug] DOM HOST", summary: "move a domain to HOST through `SSHCOMMAND HOST xl migrate-receive` (not live: paused while sent)", run: migrateCmd},
+		{name: "migrate-receive", usage: "", summary: "the receiving end of xl migrate: the stream on stdin, the answer on stdout", run: migrateReceiveCmd},
+		{name: "__monitor", usage: "[-p] [--restore FILE] ID | --adopt ID", summary: "internal: the per-domain monitor", run: monitorCmd, hidden: true},
 	}
 }
 
