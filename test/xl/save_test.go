@@ -104,7 +104,9 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	if d := e.dom("ctr"); d == nil || d.ID != d0.ID || d.State != "--p---" {
 		t.Fatalf("after save -p: %+v, want domain %d paused", d, d0.ID)
 	}
-	before := counts(t, e.consoleLog(d0.ID))
+	// xl destroy removes the domain's directory, console.log with it.
+	log0 := e.consoleLog(d0.ID)
+	before := counts(t, log0)
 	e.mustRun("destroy", "ctr")
 
 	// restore: a new ID, the same name and UUID, the count goes on.
@@ -120,7 +122,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	e.waitCount(d1.ID, last+10)
 	// A line cut by the save is finished by the restored guest: the two
 	// consoles together are one run.
-	all := counts(t, e.consoleLog(d0.ID)+e.consoleLog(d1.ID))
+	all := counts(t, log0+e.consoleLog(d1.ID))
 	consecutive(t, "save -p, restore", all)
 	if all[0] != 0 {
 		t.Fatalf("the first console starts at %d", all[0])
