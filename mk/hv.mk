@@ -30,9 +30,9 @@ test/guests/%.bin: test/guests/%.elf
 test/guests/hostile.elf test/guests/spray_port.elf: test/guests/lib/skip.inc
 
 BENCH_TARGETS += bench-hv
-# VMM overhead and RSS next to QEMU microvm (seconds), then Linux early
+# VMM overhead, RSS, and save/restore next to QEMU microvm (seconds), then Linux early
 # boot next to QEMU (minutes here: kernel mode is emulated).
-bench-hv: guests bin/hv test/guests/serial.pvh.elf test/guests/powerbutton.pvh.elf
+bench-hv: guests bin/hv bin/xl bin/kvmlab test/guests/serial.pvh.elf test/guests/powerbutton.pvh.elf test/guests/counter.pvh.elf
 	XENO_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/hv/
 
 # Boot the xeno guest kernel to init and power off 10 times (make test

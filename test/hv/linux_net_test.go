@@ -111,13 +111,18 @@ func TestXenoVirtioNet(t *testing.T) {
 	}
 	for _, dir := range []string{"rx", "tx"} {
 		free, lim := rates["free-"+dir], rates["lim-"+dir]
-		if free > 0 && free < 1.5e6 {
-			// The limit can only show where the link is faster than it.
-			t.Logf("%s: unlimited only %.2f MB/s: the 1 MB/s limit is not measurable here", dir, free/1e6)
+		// The limit must hold on any link; that it is reached shows only
+		// where the link is well above it (CI's loaded lab once gave
+		// 2.0 MB/s unlimited and 0.73 MB/s limited).
+		if lim > 1.2e6 {
+			t.Errorf("%s limited to 1 MB/s measured %.2f MB/s", dir, lim/1e6)
+		}
+		if free < 3e6 {
+			t.Logf("%s: unlimited only %.2f MB/s: whether 1 MB/s is reached is not measurable here", dir, free/1e6)
 			continue
 		}
-		if lim < 0.8e6 || lim > 1.2e6 {
-			t.Errorf("%s limited to 1 MB/s measured %.2f MB/s", dir, lim/1e6)
+		if lim < 0.8e6 {
+			t.Errorf("%s limited to 1 MB/s reached only %.2f MB/s on a %.2f MB/s link", dir, lim/1e6, free/1e6)
 		}
 	}
 	if t.Failed() || code != 0 {
