@@ -7,9 +7,14 @@
  *   xtf.how=crash     shutdown port, reason 2                -> crash
  *   xtf.how=i8042     0xfe (pulse reset) to port 0x64        -> reboot
  *   xtf.how=triple    empty IDT, then #UD: a triple fault    -> crash
+ *   xtf.how=ud2       #UD, reported by lib/head.S's IDT      -> crash
+ *   xtf.how=pagefault a read above the identity map: #PF     -> crash
  * If the domain is still running afterwards the guest says so and halts.
  */
 #include "lib/xtf.h"
+
+/* Above the 4 GiB the hv identity-maps, canonical: a not-present #PF. */
+#define UNMAPPED 0x100000000000
 
 	.text
 	.globl guest_main
@@ -33,6 +38,12 @@ guest_main:
 	CMDLINE_HAS("xtf.how=triple")
 	test %eax, %eax
 	jnz triple
+	CMDLINE_HAS("xtf.how=ud2")
+	test %eax, %eax
+	jnz unhandled_ud
+	CMDLINE_HAS("xtf.how=pagefault")
+	test %eax, %eax
+	jnz unhandled_pf
 	PUTS("XTF RESULT shutdown FAIL no xtf.how= on the command line\n")
 	jmp stuck
 
@@ -67,6 +78,15 @@ triple:
 	PUTS("XTF shutdown via triple fault\n")
 	lidt null_idt(%rip)
 	ud2
+unhandled_ud:
+	PUTS("XTF shutdown via an unhandled #UD\n")
+	ud2
+	jmp still_running
+unhandled_pf:
+	PUTS("XTF shutdown via an unhandled #PF\n")
+	movabs $UNMAPPED, %rax
+	mov (%rax), %rax
+	jmp still_running
 still_running:
 	PUTS("XTF RESULT shutdown FAIL still running\n")
 stuck:

@@ -110,6 +110,32 @@ func TestCrashDump(t *testing.T) {
 	}
 }
 
+// An exception the guest has no handler for is reported by the
+// micro-guests' own IDT (test/guests/lib/head.S) with its vector, error
+// code, RIP and CR2, instead of a triple fault whose state KVM on AMD
+// throws away. A stub that pushed its error code wrongly would shift
+// every field after it.
+func TestGuestExceptionReported(t *testing.T) {
+	for _, c := range []struct {
+		how  string
+		want *regexp.Regexp
+	}{
+		{"ud2", regexp.MustCompile(`XTF EXCEPTION vector 6 error 00000000 rip 00000000001[0-9a-f]{5} rsp 0000000000[0-9a-f]{6} cr2 `)},
+		{"pagefault", regexp.MustCompile(`XTF EXCEPTION vector 14 error 00000000 rip 00000000001[0-9a-f]{5} rsp 0000000000[0-9a-f]{6} cr2 0000100000000000\n`)},
+	} {
+		t.Run(c.how, func(t *testing.T) {
+			r := runHV(t, "--kernel", guest(t, "shutdown"), "--memory", "64", "--cmdline", "xtf.how="+c.how)
+			expectEnd(t, r, control.ReasonCrash)
+			if !c.want.MatchString(r.stdout) {
+				t.Errorf("no line matching %s:\n%s", c.want, r.stdout)
+			}
+			if !strings.Contains(r.exit.Detail, "shutdown port") {
+				t.Errorf("exit detail %q: want the shutdown port's crash, not a triple fault", r.exit.Detail)
+			}
+		})
+	}
+}
+
 // The shutdown port is part of interface 1.2; a 1.1 domain's write is
 // ignored and the guest reports that it is still running.
 func TestShutdownPortAbsentBefore12(t *testing.T) {
