@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,10 @@ func runHVLong(t testing.TB, bound time.Duration, args ...string) *run {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd, sock, stdout, stderr := hvCmd(t, ctx, args...)
+	// An hv past its bound gets SIGQUIT first, as live.fatalf does, so
+	// that the failure shows where its goroutines (and vCPU threads) are.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()
 	r := &run{elapsed: time.Since(start)}
