@@ -25,6 +25,7 @@ type Writer struct {
 	sections uint32
 	kinds    map[string]bool
 	memLimit uint64
+	pages    uint64 // pages in the memory sections' runs so far
 	err      error
 	closed   bool
 	scratch  []byte
@@ -223,6 +224,7 @@ type runs struct {
 }
 
 func (r *runs) page(p uint64, zero bool) {
+	r.w.pages++
 	if r.active && p == r.start+r.n && zero == r.zero && (zero || r.n < MaxRunPages) {
 		r.n++
 		return
@@ -248,6 +250,10 @@ func (r *runs) flush() {
 	w.write(binary.LittleEndian.AppendUint32(rec, uint32(r.n)))
 	w.write(r.mem[r.start*PageSize : (r.start+r.n)*PageSize])
 }
+
+// Pages is the number of pages the memory sections written so far carry,
+// in data and zero runs alike: what a save reports it sent.
+func (w *Writer) Pages() uint64 { return w.pages }
 
 // Close writes the trailer (section count and a SHA-256 over the whole
 // stream) and flushes. It does not close the io.Writer.
