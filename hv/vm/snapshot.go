@@ -653,7 +653,11 @@ func (v *VM) writeSnapshot(f *os.File, config json.RawMessage, live bool) (*cont
 		v.logf("saved live in %.3f s: %d rounds, %d pages (%d bytes), downtime %.1f ms (%s)",
 			time.Since(start).Seconds(), len(st.Rounds), st.Pages, st.Bytes, float64(st.DowntimeNS)/1e6, st.Stop)
 		for i, r := range st.Rounds {
-			v.logf("  round %d: %d pages in %.1f ms%s", i, r.Pages, float64(r.TimeNS)/1e6, map[bool]string{true: ", paused"}[r.Paused])
+			how := "running"
+			if r.Paused {
+				how = "paused"
+			}
+			v.logf("  round %d: %d pages in %.1f ms, %s", i, r.Pages, float64(r.TimeNS)/1e6, how)
 		}
 	} else {
 		v.logf("saved to a snapshot in %.3f s", time.Since(start).Seconds())
