@@ -325,12 +325,15 @@ for r in 1 2 3; do
 	echo "LC: round $r: saved ($size bytes) and restored in $((t1-t0)) s, ID $id -> $(xl domid sv), uptime $prev -> $u"
 	prev=$u
 	id=$(xl domid sv)
-	timeout 300 xl migrate -s "" sv "xl migrate-receive" || fail "round $r: xl migrate"
+	out=$(timeout 300 xl migrate -s "" --debug sv "xl migrate-receive" 2>&1) || fail "round $r: xl migrate: $out"
+	live=$(echo "$out" | grep '^Live migration: ')
+	[ -n "$live" ] || fail "round $r: xl migrate reported no live migration: $out"
 	[ "$(xl domid sv)" != "$id" ] || fail "round $r: migrated under the same ID"
 	xl list sv--migratedaway >/dev/null 2>&1 && fail "round $r: the source is left"
 	up M$r
 	later "$prev" "$u" || fail "round $r: uptime $u after the migration, $prev before"
-	echo "LC: round $r: migrated, ID $id -> $(xl domid sv), uptime $prev -> $u"
+	echo "LC: round $r: migrated, ID $id -> $(xl domid sv), uptime $prev -> $u; $live"
+	echo "$out" | grep 'migrate: round\|stopped' | sed "s/^/LC: round $r: /"
 	prev=$u
 done
 timeout 60 xl destroy sv || fail "xl destroy"
@@ -340,9 +343,9 @@ echo "LC: nothing left"
 echo LC-DONE
 `
 
-// TestSaveRestoreXenoLinux saves, restores and migrates a running Linux
-// guest (the minimal image, xeno kernel) three times in a row through
-// xl: its uptime keeps increasing, a file it wrote before the first save
+// TestSaveRestoreXenoLinux saves, restores and migrates (live) a running
+// Linux guest (the minimal image, xeno kernel) three times in a row
+// through xl: its uptime keeps increasing, a file it wrote before the first save
 // is read back after each, and its console keeps working.
 func TestSaveRestoreXenoLinux(t *testing.T) {
 	why := kvmlab.Need(t)
