@@ -196,8 +196,15 @@ func TestSaveRestoreMigrate(t *testing.T) {
 		if rounds, _ := strconv.Atoi(m[1]); rounds < 2 {
 			t.Errorf("xl migrate %q: %d rounds, want a live one and the paused last at least:\n%s", how, rounds, errs)
 		}
-		if slices.Contains(how, "--debug") && (!strings.Contains(errs, "round 0: ") || !strings.Contains(errs, ", paused")) {
-			t.Errorf("xl migrate --debug did not show its rounds:\n%s", errs)
+		if slices.Contains(how, "--debug") {
+			if !strings.Contains(errs, "round 0: ") || !strings.Contains(errs, ", paused") {
+				t.Errorf("xl migrate --debug did not show its rounds:\n%s", errs)
+			}
+			for _, l := range strings.Split(errs, "\n") {
+				if strings.HasPrefix(l, "migrate: round") || strings.HasPrefix(l, "migrate: the rounds") {
+					t.Log(l)
+				}
+			}
 		}
 		dm := e.dom("ctr")
 		if dm == nil || dm.ID == prev || dm.UUID != d0.UUID || e.dom("ctr--migratedaway") != nil {
