@@ -46,7 +46,11 @@ func TestConsoleSlowClientKept(t *testing.T) {
 	}
 	line := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
 	total := 0
-	for total < 4*ConsoleRing {
+	// 8 rings: a Unix socket's own buffer (about 200 KiB by default)
+	// plus one ring must not be able to hold it all, or a client whose
+	// writer kept up would rightly get every byte (it did, under load,
+	// with 4 rings), while console.log (logfile.Max, 1 MiB) holds it all.
+	for total < 8*ConsoleRing {
 		for _, b := range line {
 			c.Write([]byte{b})
 		}
@@ -73,7 +77,7 @@ func TestConsoleSlowClientKept(t *testing.T) {
 		t.Fatalf("the client lost the last bytes: %d bytes, ending %q", len(got), got[max(0, len(got)-40):])
 	}
 	// What the hv held for the client was bounded: beyond the socket's
-	// own buffer, at most ConsoleRing of the 256 KiB reached it.
+	// own buffer, at most ConsoleRing of the 512 KiB reached it.
 	if len(got) >= total {
 		t.Fatalf("the client got all %d bytes: nothing was bounded", len(got))
 	}
