@@ -55,8 +55,9 @@ else
 	echo "hv: $KVM_WHY; so xl and hv run in the nested-KVM lab: a QEMU TCG machine with AMD-V (docs/kvm-notes.md)."
 	# The same xl.cfg; the lab's paths, its guest command line and one vCPU
 	# (its emulated SVM now and then faults while Linux brings up a second
-	# one) come as xl's KEY=VALUE overrides.
-	timeout 300 "$BIN/kvmlab" --file minimal.cfg="$OUT/minimal.cfg" \
+	# one) come as xl's KEY=VALUE overrides. kvmlab bounds each lab run
+	# (5 minutes) and runs it once more if the lab machine itself died.
+	timeout 660 "$BIN/kvmlab" --file minimal.cfg="$OUT/minimal.cfg" \
 		--file minimal.vmlinuz="$OUT/minimal.vmlinuz" --file minimal.initrd="$OUT/minimal.initrd" '
 set -- "kernel=\"$G/minimal.vmlinuz\"" "ramdisk=\"$G/minimal.initrd\"" "cmdline=\"console=ttyS0 panic=-1 $GUEST_EXTRA\"" vcpus=1
 '"$BRIDGE"'
