@@ -16,8 +16,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,19 +90,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		spec.Files["/g/"+name] = data
 	}
-	run := func() (*kvmlab.Result, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-		defer cancel()
-		return kvmlab.Run(ctx, spec)
-	}
-	res, err := run()
-	if errors.Is(err, kvmlab.ErrNoEnd) || errors.Is(err, kvmlab.ErrHung) {
-		// The lab machine itself died (its kernel panicked on a CPU stuck
-		// in kvm-amd, docs/kvm-notes.md), not the script: a fresh lab runs
-		// it once more, as the tests' lab runs do; a second failure stands.
+	// As the tests' lab runs do: a lab machine that died runs the script
+	// once more in a fresh lab.
+	res, err := kvmlab.RunAgainIfDead(*timeout, spec, func(_ *kvmlab.Result, err error) {
 		fmt.Fprintf(stderr, "kvmlab: %v: the lab machine failed; running the script once more in a fresh lab\n", err)
-		res, err = run()
-	}
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -191,6 +191,25 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	return res, nil
 }
 
+// RunAgainIfDead runs spec, each run bounded by bound, and once more in a
+// fresh lab when the lab machine itself died or went silent (ErrNoEnd,
+// ErrHung): its kernel panicked or locked up inside kvm-amd on TCG's SVM
+// (docs/kvm-notes.md), which says nothing of the script. died hears of
+// the first such failure; a second one stands.
+func RunAgainIfDead(bound time.Duration, spec Spec, died func(*Result, error)) (*Result, error) {
+	run := func() (*Result, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		return Run(ctx, spec)
+	}
+	res, err := run()
+	if errors.Is(err, ErrNoEnd) || errors.Is(err, ErrHung) {
+		died(res, err)
+		res, err = run()
+	}
+	return res, err
+}
+
 // ErrHung is the cause when the lab printed nothing for Spec.Idle.
 var ErrHung = errors.New("kvmlab: the lab machine printed nothing for too long (hung)")
 

@@ -2,7 +2,6 @@ package kvmlab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,19 +42,9 @@ func labRun(t testing.TB, spec Spec, bound time.Duration) *Result {
 		spec.Idle = 5 * time.Minute // no lab script here is silent that long
 	}
 	defer testenv.Heavy(t)()
-	run := func() (*Result, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), bound)
-		defer cancel()
-		return Run(ctx, spec)
-	}
-	res, err := run()
-	if errors.Is(err, ErrNoEnd) || errors.Is(err, ErrHung) {
-		// The lab machine itself failed: its kernel panicked or locked up
-		// inside kvm-amd on TCG's SVM (docs/kvm-notes.md). A fresh lab runs
-		// the same script once more; a second failure stands.
+	res, err := RunAgainIfDead(bound, spec, func(res *Result, err error) {
 		t.Logf("kvmlab: the lab machine failed (%v); running it once more. Its console:\n%s", err, tail(res.Console, 25))
-		res, err = run()
-	}
+	})
 	if err != nil {
 		console := ""
 		if res != nil {
