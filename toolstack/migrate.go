@@ -14,13 +14,14 @@ import (
 	"github.com/xeno-hv/xeno/hv/control"
 )
 
-// xl migrate and xl migrate-receive, the first slice: not live. The
-// sender starts the receiver (SSHCOMMAND HOST xl migrate-receive), waits
-// for its banner, pauses the domain and has its hv save it (after=pause)
-// into the receiver's stdin; the receiver keeps the stream in a file in
-// its state directory, restores it, and answers one line. The sender
-// then destroys its domain, or on any failure resumes it and leaves
-// nothing on the target.
+// xl migrate and xl migrate-receive. The sender starts the receiver
+// (SSHCOMMAND HOST xl migrate-receive), waits for its banner and has its
+// hv save the domain live (control.Request.Live, after=pause) into the
+// receiver's stdin: RAM goes while the domain runs, in rounds, and the
+// hv pauses it only for the last (docs/snapshot.md). The receiver keeps
+// the stream in a file in its state directory, restores it, and answers
+// one line. The sender then destroys its domain, or on any failure
+// resumes it and leaves nothing on the target.
 
 // The receiver's words on its stdout, one line each: the banner when it
 // is ready for the stream, then "restored ID" or "error: WHY".
@@ -167,13 +168,24 @@ func (rc *receiver) stop(d time.Duration) {
 	}
 }
 
+// Migrated is a migration that succeeded.
+type Migrated struct {
+	ID   int                // the domain's ID on the target
+	Save *control.SaveStats // the hv's report of the live save: rounds, pages, downtime
+}
+
+// liveSaveTimeout bounds a live save, which sends RAM more than once:
+// the hv stops its rounds at 3 times RAM, and the last round and the
+// rest take at most one more.
+func liveSaveTimeout(memMiB int64) time.Duration { return saveTimeout(4 * memMiB) }
+
 // Migrate moves domain dom to the receiver opt.Receiver starts (xl
-// migrate) and returns the ID the receiver gave it. The source domain is
-// renamed NAME--migratedaway while it is sent, as xl does, so that a
-// receiver on this host can take the name; on success it is destroyed,
-// on any failure it is renamed back and resumed, and the receiver, its
+// migrate), live. The source domain is renamed NAME--migratedaway while
+// it is sent, as xl does, so that a receiver on this host can take the
+// name; on success it is destroyed, on any failure it is renamed back
+// and resumed (unless it was paused before), and the receiver, its
 // stream cut, leaves nothing.
-func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
+func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (Migrated, error) {
 	ready, answer, exitWait := opt.ReadyTimeout, opt.AnswerTimeout, opt.ReceiverExit
 	if ready == 0 {
 		ready = defaultReadyTimeout
@@ -191,17 +203,17 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 	}
 	r, err := t.running(dom)
 	if err != nil {
-		return 0, err
+		return Migrated{}, err
 	}
 	saved, err := savedOf(r, nil)
 	if err != nil {
-		return 0, err
+		return Migrated{}, err
 	}
 	name := r.Name
 	debug("starting the receiver: %s", strings.Join(opt.Receiver, " "))
 	rc, err := startReceiver(opt.Receiver, opt.Stderr)
 	if err != nil {
-		return 0, fmt.Errorf("toolstack: migrate domain %s: %w; the domain runs on here", name, err)
+		return Migrated{}, fmt.Errorf("toolstack: migrate domain %s: %w; the domain runs on here", name, err)
 	}
 	// Before anything is done to the domain: the receiver is there.
 	l, ok, err := rc.line(ready)
@@ -210,7 +222,7 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 	}
 	if err != nil {
 		rc.stop(exitWait)
-		return 0, &MigrateError{Name: name, Err: err, Resumed: true}
+		return Migrated{}, &MigrateError{Name: name, Err: err, Resumed: true}
 	}
 	debug("the receiver is ready")
 
@@ -218,13 +230,13 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 	st, err := control.Call(r.Control, control.CmdStatus, ControlTimeout)
 	wasPaused := err == nil && st.Status != nil && st.Status.State == control.StatePaused
 	renamed, paused := false, false
-	fail := func(err error, saving <-chan error) (int, error) {
+	fail := func(err error, saving <-chan saveResult) (Migrated, error) {
 		rc.stop(exitWait)
 		if saving != nil {
 			// The hv's write fails once the receiver is gone.
 			select {
 			case <-saving:
-			case <-time.After(saveTimeout(r.Config.MemoryMiB)):
+			case <-time.After(liveSaveTimeout(r.Config.MemoryMiB)):
 			}
 		}
 		me := &MigrateError{Name: name, Err: err, Resumed: true, Paused: wasPaused}
@@ -239,7 +251,7 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 				me.Left += fmt.Sprintf(" the domain is still named %s%s (%v)", name, migratedAwayTag, rerr)
 			}
 		}
-		return 0, me
+		return Migrated{}, me
 	}
 	if _, err := t.update(r.ID, func(cur *Record) error {
 		if cur.Name != name || cur.State != StateRunning {
@@ -251,35 +263,40 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 		return fail(err, nil)
 	}
 	renamed = true
-	if _, err := control.Call(r.Control, control.CmdPause, ControlTimeout); err != nil {
-		return fail(err, nil)
-	}
+	// From here the hv may pause the domain (its last round), and a
+	// save that ends in a failure the hv did not see (the answer lost,
+	// the receiver refusing) leaves it so: fail resumes it. The hv
+	// itself resumes it when its save fails.
 	paused = true
-	debug("paused %s (ID %d); sending its snapshot", name, r.ID)
+	debug("sending %s (ID %d) live", name, r.ID)
 	start := time.Now()
-	saving := make(chan error, 1)
+	saving := make(chan saveResult, 1)
 	go func() {
-		_, err := control.CallFile(r.Control, control.Request{Cmd: control.CmdSave, After: control.SavePause, Config: saved}, rc.stdin, saveTimeout(r.Config.MemoryMiB))
+		req := control.Request{Cmd: control.CmdSave, After: control.SavePause, Config: saved, Live: true}
+		resp, err := control.CallFile(r.Control, req, rc.stdin, liveSaveTimeout(r.Config.MemoryMiB))
 		// The hv closed its copy: the receiver sees the end.
 		rc.stdin.Close()
-		saving <- err
+		saving <- saveResult{resp, err}
 	}()
+	var stats *control.SaveStats
 	var early *string // the receiver's word before the save returned
 	earlyEnd := false
 	select {
-	case err := <-saving:
-		if err != nil {
-			return fail(fmt.Errorf("send: %w (the receiver %s)", err, rc.ended()), nil)
+	case s := <-saving:
+		if s.err != nil {
+			return fail(fmt.Errorf("send: %w (the receiver %s)", s.err, rc.ended()), nil)
 		}
+		stats = s.stats()
 	case l, ok := <-rc.lines:
 		// The receiver spoke or ended while the hv's save had not
 		// returned: the stream was whole (the hv had written it and
 		// the receiver answered at once) or cut, as the save says.
 		select {
-		case err := <-saving:
-			if err != nil {
-				return fail(fmt.Errorf("send: %w (the receiver said %q and %s)", err, l, rc.ended()), nil)
+		case s := <-saving:
+			if s.err != nil {
+				return fail(fmt.Errorf("send: %w (the receiver said %q and %s)", s.err, l, rc.ended()), nil)
 			}
+			stats = s.stats()
 			early, earlyEnd = &l, !ok
 		case <-time.After(answer):
 			if !ok {
@@ -289,6 +306,18 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 		}
 	}
 	debug("sent in %v; waiting for the receiver", time.Since(start).Round(time.Millisecond))
+	if stats != nil {
+		for i, rd := range stats.Rounds {
+			how := "live"
+			if rd.Paused {
+				how = "paused"
+			}
+			debug("round %d: %d pages in %v, %s", i, rd.Pages, time.Duration(rd.TimeNS).Round(time.Microsecond), how)
+		}
+		if stats.Stop != "" {
+			debug("the rounds stopped at %s", stats.Stop)
+		}
+	}
 	if early != nil {
 		l, ok, err = *early, !earlyEnd, nil
 	} else {
@@ -316,9 +345,22 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (int, error) {
 	case <-time.After(exitWait):
 	}
 	if err := t.Destroy(strconv.Itoa(r.ID)); err != nil {
-		return id, fmt.Errorf("toolstack: domain %s was migrated (ID %d there), but destroying it here failed: %w (`xl destroy %d`)", name, id, err, r.ID)
+		return Migrated{ID: id, Save: stats}, fmt.Errorf("toolstack: domain %s was migrated (ID %d there), but destroying it here failed: %w (`xl destroy %d`)", name, id, err, r.ID)
 	}
-	return id, nil
+	return Migrated{ID: id, Save: stats}, nil
+}
+
+// saveResult is the hv's answer to a save request.
+type saveResult struct {
+	resp *control.Response
+	err  error
+}
+
+func (s saveResult) stats() *control.SaveStats {
+	if s.resp == nil {
+		return nil
+	}
+	return s.resp.Save
 }
 
 // resume resumes domain r's hv after a failed migration. Its hv refuses

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +85,11 @@ func (f *controlFake) handle(c *net.UnixConn) {
 		return
 	}
 	f.mu.Lock()
-	f.cmds = append(f.cmds, req.Cmd+" "+req.After)
+	cmd := req.Cmd + " " + req.After
+	if req.Live {
+		cmd += " live"
+	}
+	f.cmds = append(f.cmds, cmd)
 	f.mu.Unlock()
 	resp := control.Response{OK: true}
 	fail := func(msg string) { resp = control.Response{Error: msg} }
@@ -128,6 +133,8 @@ func (f *controlFake) handle(c *net.UnixConn) {
 		f.mu.Unlock()
 		if err != nil {
 			fail("save: " + err.Error())
+		} else {
+			resp.Save = &control.SaveStats{Live: req.Live, Rounds: []control.SaveRound{{Pages: 10}, {Pages: 2, Paused: true}}, Pages: 12, DowntimeNS: 1e6}
 		}
 		if err == nil && (req.After == "" || req.After == control.SaveDestroy) {
 			defer syscall.Kill(f.hvPid, syscall.SIGKILL)
@@ -360,13 +367,21 @@ func TestMigrateFailuresResumeTheSource(t *testing.T) {
 // a receiver on this host could take the name.
 func TestMigrateSuccessDestroysTheSource(t *testing.T) {
 	ts := newToolstack(t)
-	r, _ := runningDomain(t, ts, "web")
+	r, f := runningDomain(t, ts, "web")
 	names := filepath.Join(t.TempDir(), "names")
 	// The receiver looks at the state directory while the stream comes.
 	script := `echo "` + ReceiverReady + `"; cat >/dev/null; cat "$1"/domains/*/record.json | grep '"name"' > "$2"; echo "restored 42"`
-	id, err := ts.Migrate("web", fastMigrate("sh", "-c", script, "sh", ts.State.Dir, names))
-	if err != nil || id != 42 {
-		t.Fatalf("Migrate = %d, %v", id, err)
+	m, err := ts.Migrate("web", fastMigrate("sh", "-c", script, "sh", ts.State.Dir, names))
+	if err != nil || m.ID != 42 {
+		t.Fatalf("Migrate = %+v, %v", m, err)
+	}
+	// Live: the hv is asked for a live save and pauses the domain
+	// itself; its report comes back.
+	if _, cmds := f.state(); !slices.Contains(cmds, control.CmdSave+" "+control.SavePause+" live") || slices.Contains(cmds, control.CmdPause+" ") {
+		t.Errorf("the hv got %q; want a live save and no pause", cmds)
+	}
+	if m.Save == nil || !m.Save.Live || len(m.Save.Rounds) != 2 || m.Save.Pages != 12 {
+		t.Errorf("the save's report: %+v", m.Save)
 	}
 	if b, _ := os.ReadFile(names); !strings.Contains(string(b), `"web--migratedaway"`) {
 		t.Errorf("the source's name while it was sent: %s", b)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/toolstack"
@@ -159,13 +160,20 @@ func migrateCmd(io IO, args []string) error {
 	if debug {
 		opt.Debug = io.Stderr
 	}
-	id, err := ts.Migrate(dom, opt)
+	m, err := ts.Migrate(dom, opt)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.Stderr, "Migrated domain %s to %s (id=%d there)\n", dom, host, id)
+	if st := m.Save; st != nil {
+		fmt.Fprintf(io.Stderr, "Live migration: %d rounds, %d pages (%s) sent, downtime %s\n",
+			len(st.Rounds), st.Pages, mib(st.Bytes), time.Duration(st.DowntimeNS).Round(100*time.Microsecond))
+	}
+	fmt.Fprintf(io.Stderr, "Migrated domain %s to %s (id=%d there)\n", dom, host, m.ID)
 	return nil
 }
+
+// mib is a byte count in MiB, one decimal.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // receiverCommand is the receiver's argv for xl migrate -s ssh HOST.
 func receiverCommand(ssh, host string) ([]string, error) {

@@ -49,6 +49,11 @@ type Request struct {
 	// Config is CmdSave's domain config as the toolstack keeps it, put
 	// in the snapshot's header for the restoring toolstack.
 	Config json.RawMessage `json:"config,omitempty"`
+	// Live asks CmdSave for a live save (xl migrate): RAM is sent while
+	// the domain runs, then again the pages it dirtied, round by round,
+	// and the domain is paused only for the last round
+	// (docs/snapshot.md). Without it the domain is paused first.
+	Live bool `json:"live,omitempty"`
 }
 
 // Response is the hv's one-line answer.
@@ -56,6 +61,32 @@ type Response struct {
 	OK     bool    `json:"ok"`
 	Error  string  `json:"error,omitempty"`
 	Status *Status `json:"status,omitempty"`
+	// Save reports a CmdSave that succeeded.
+	Save *SaveStats `json:"save,omitempty"`
+}
+
+// SaveStats is what a save did: its rounds of RAM, the last one with
+// the domain paused, and how long the domain was paused for it.
+type SaveStats struct {
+	Live   bool        `json:"live"`
+	Rounds []SaveRound `json:"rounds"`
+	// Pages is the number of 4 KiB pages sent in all rounds; Bytes the
+	// stream's length.
+	Pages uint64 `json:"pages"`
+	Bytes int64  `json:"bytes"`
+	// DowntimeNS is the time from the pause to the stream's end (the
+	// domain's downtime on this side).
+	DowntimeNS int64 `json:"downtime_ns"`
+	// Stop says why a live save stopped iterating.
+	Stop string `json:"stop,omitempty"`
+}
+
+// SaveRound is one round of a save's RAM: the pages sent in it (all
+// non-zero ones in the first, the dirtied ones in later ones).
+type SaveRound struct {
+	Pages  uint64 `json:"pages"`
+	TimeNS int64  `json:"time_ns"`
+	Paused bool   `json:"paused"`
 }
 
 // States of a running hv.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ const (
 	getVCPUMmapSize      = 0xae04
 	getSupportedCPUID    = 0xc008ae05
 	createVCPU           = 0xae41
+	getDirtyLog          = 0x4010ae42
 	setUserMemoryRegion  = 0x4020ae46
 	setTSSAddr           = 0xae47
 	setIdentityMapAddr   = 0x4008ae48
@@ -331,16 +333,68 @@ func (vm *VM) CreatePIT2() error {
 	return nil
 }
 
+// memRegion is struct kvm_userspace_memory_region.
 type memRegion struct {
 	slot, flags            uint32
 	guestPhys, size, uaddr uint64
 }
 
+// memLogDirtyPages is KVM_MEM_LOG_DIRTY_PAGES, a memRegion flag.
+const memLogDirtyPages = 1
+
 // SetMemory maps host memory mem at guest-physical gpa in slot.
 func (vm *VM) SetMemory(slot uint32, gpa uint64, mem []byte) error {
-	r := memRegion{slot: slot, guestPhys: gpa, size: uint64(len(mem)), uaddr: uint64(uintptr(unsafe.Pointer(&mem[0])))}
+	return vm.setMemory(slot, gpa, mem, 0)
+}
+
+// SetDirtyLogging registers slot again, as SetMemory mapped it, with
+// KVM_MEM_LOG_DIRTY_PAGES on or off. KVM allows it while vCPUs run; on,
+// it write-protects the slot and logs every page the guest (or KVM on
+// its behalf) writes from then on, for DirtyLog.
+func (vm *VM) SetDirtyLogging(slot uint32, gpa uint64, mem []byte, on bool) error {
+	flags := uint32(0)
+	if on {
+		flags = memLogDirtyPages
+	}
+	return vm.setMemory(slot, gpa, mem, flags)
+}
+
+func (vm *VM) setMemory(slot uint32, gpa uint64, mem []byte, flags uint32) error {
+	r := memRegion{slot: slot, flags: flags, guestPhys: gpa, size: uint64(len(mem)), uaddr: uint64(uintptr(unsafe.Pointer(&mem[0])))}
 	if _, err := ioctl(uintptr(vm.fd), setUserMemoryRegion, uintptr(unsafe.Pointer(&r))); err != nil {
-		return fmt.Errorf("kvm: KVM_SET_USER_MEMORY_REGION slot %d at %#x: %w", slot, gpa, err)
+		return fmt.Errorf("kvm: KVM_SET_USER_MEMORY_REGION slot %d at %#x (flags %#x): %w", slot, gpa, flags, err)
+	}
+	return nil
+}
+
+// dirtyLog is struct kvm_dirty_log; bitmap is the union's pointer.
+type dirtyLog struct {
+	slot   uint32
+	_      uint32
+	bitmap uint64
+}
+
+// DirtyLog is KVM_GET_DIRTY_LOG for slot, of pages pages: it ORs into
+// bitmap (bit i of word i/64 = page i of the slot) the pages written
+// since logging was switched on or since the last call, and KVM clears
+// its log and write-protects them again. KVM writes a whole number of
+// 64-bit words, so bitmap must hold (pages+63)/64.
+func (vm *VM) DirtyLog(slot uint32, pages uint64, bitmap []uint64) error {
+	words := (pages + 63) / 64
+	if words == 0 || uint64(len(bitmap)) < words {
+		return fmt.Errorf("kvm: KVM_GET_DIRTY_LOG slot %d: a bitmap of %d words for %d pages", slot, len(bitmap), pages)
+	}
+	// KVM overwrites what it is given; the caller's bits are kept by
+	// reading into a buffer of our own.
+	got := make([]uint64, words)
+	l := dirtyLog{slot: slot, bitmap: uint64(uintptr(unsafe.Pointer(&got[0])))}
+	_, err := ioctl(uintptr(vm.fd), getDirtyLog, uintptr(unsafe.Pointer(&l)))
+	runtime.KeepAlive(got)
+	if err != nil {
+		return fmt.Errorf("kvm: KVM_GET_DIRTY_LOG slot %d: %w", slot, err)
+	}
+	for i, w := range got {
+		bitmap[i] |= w
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ func TestStateLayouts(t *testing.T) {
 		{"kvm_irqchip", 520, unsafe.Sizeof(IRQChip{}), []uintptr{getIRQChip, setIRQChip}},
 		{"kvm_pit_state2", 112, unsafe.Sizeof(PITState{}), []uintptr{getPIT2, setPIT2}},
 		{"kvm_clock_data", 48, unsafe.Sizeof(Clock{}), []uintptr{getClock, setClock}},
+		{"kvm_userspace_memory_region", 32, unsafe.Sizeof(memRegion{}), []uintptr{setUserMemoryRegion}},
+		{"kvm_dirty_log", 16, unsafe.Sizeof(dirtyLog{}), []uintptr{getDirtyLog}},
 	} {
 		if c.got != c.size {
 			t.Errorf("%s: Go type is %d bytes, the header's %d", c.name, c.got, c.size)
@@ -57,6 +59,7 @@ func TestStateLayouts(t *testing.T) {
 		{getXSave2, ior, 0xcf}, {getLAPIC, ior, 0x8e}, {setLAPIC, iow, 0x8f},
 		{getMPState, ior, 0x98}, {setMPState, iow, 0x99}, {getVCPUEvents, ior, 0x9f}, {setVCPUEvents, iow, 0xa0},
 		{setTSCKHz, 0, 0xa2}, {getTSCKHz, 0, 0xa3},
+		{setUserMemoryRegion, iow, 0x46}, {getDirtyLog, iow, 0x42},
 	} {
 		if c.req>>30 != c.dir || c.req&0xff != c.nr {
 			t.Errorf("ioctl %#x: direction %d nr %#x, want %d %#x", c.req, c.req>>30, c.req&0xff, c.dir, c.nr)
@@ -80,6 +83,36 @@ func TestFPUFields(t *testing.T) {
 	var x XCRs
 	if off := unsafe.Offsetof(x.XCRs); off != 8 {
 		t.Errorf("xcrs at %d, want 8", off)
+	}
+}
+
+// TestDirtyLogFields checks the offsets of struct kvm_dirty_log and
+// struct kvm_userspace_memory_region that the dirty logging relies on:
+// the bitmap pointer after the slot and its padding, the flags word
+// (KVM_MEM_LOG_DIRTY_PAGES = bit 0) after the slot.
+func TestDirtyLogFields(t *testing.T) {
+	var l dirtyLog
+	if off := unsafe.Offsetof(l.bitmap); off != 8 {
+		t.Errorf("dirty_bitmap at %d, want 8", off)
+	}
+	var r memRegion
+	for _, c := range []struct {
+		name      string
+		off, want uintptr
+	}{
+		{"flags", unsafe.Offsetof(r.flags), 4}, {"guest_phys_addr", unsafe.Offsetof(r.guestPhys), 8},
+		{"memory_size", unsafe.Offsetof(r.size), 16}, {"userspace_addr", unsafe.Offsetof(r.uaddr), 24},
+	} {
+		if c.off != c.want {
+			t.Errorf("%s at %d, want %d", c.name, c.off, c.want)
+		}
+	}
+	if memLogDirtyPages != 1 {
+		t.Errorf("KVM_MEM_LOG_DIRTY_PAGES is %d, the header's 1<<0", memLogDirtyPages)
+	}
+	var vm VM
+	if err := vm.DirtyLog(0, 65, make([]uint64, 1)); err == nil {
+		t.Error("a bitmap of 1 word for 65 pages was taken")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -264,8 +265,24 @@ func TestMemoryDirty(t *testing.T) {
 	if err := w.Memory(0, mem0); err != nil {
 		t.Fatal(err)
 	}
+	nonZero := 0
+	for p := 0; p < pages; p++ {
+		if !bytes.Equal(mem0[p*page:(p+1)*page], make([]byte, page)) {
+			nonZero++
+		}
+	}
+	if got := w.Pages(); got != uint64(nonZero) {
+		t.Errorf("Pages after the full round: %d, want its %d non-zero pages", got, nonZero)
+	}
 	if err := w.MemoryDirty(0, mem1, dirty); err != nil {
 		t.Fatal(err)
+	}
+	nDirty := 0
+	for _, d := range dirty {
+		nDirty += bits.OnesCount64(d)
+	}
+	if got := w.Pages(); got != uint64(nonZero+nDirty) {
+		t.Errorf("Pages after the dirty round: %d, want %d + %d dirty", got, nonZero, nDirty)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

@@ -25,9 +25,11 @@ type Writer struct {
 	sections uint32
 	kinds    map[string]bool
 	memLimit uint64
+	pages    uint64 // pages in the memory sections' runs so far
 	err      error
 	closed   bool
 	scratch  []byte
+	run      []byte // a data run's pages, copied (runs.flush)
 }
 
 // NewWriter writes the magic, the format version and the header section.
@@ -130,7 +132,10 @@ func (w *Writer) Section(kind string, data []byte) error {
 }
 
 // Memory writes one guest RAM region whole; pages (4 KiB) that are all zero
-// are skipped (the restoring side starts from zeroed memory).
+// are skipped (the restoring side starts from zeroed memory). mem may
+// change while it is written (a live save's guest runs): each run of
+// pages is copied once and the copy written and hashed, so the stream
+// stays whole, and a page that changed is the caller's to send again.
 func (w *Writer) Memory(gpa uint64, mem []byte) error {
 	if err := w.memoryBegin(gpa, mem); err != nil {
 		return err
@@ -223,6 +228,7 @@ type runs struct {
 }
 
 func (r *runs) page(p uint64, zero bool) {
+	r.w.pages++
 	if r.active && p == r.start+r.n && zero == r.zero && (zero || r.n < MaxRunPages) {
 		r.n++
 		return
@@ -246,8 +252,18 @@ func (r *runs) flush() {
 	rec := append(w.scratch[:0], recData)
 	rec = binary.LittleEndian.AppendUint64(rec, r.start)
 	w.write(binary.LittleEndian.AppendUint32(rec, uint32(r.n)))
-	w.write(r.mem[r.start*PageSize : (r.start+r.n)*PageSize])
+	// A live save's guest writes RAM while it is sent: the hashes and
+	// the stream must see the same bytes, so they read one copy.
+	if w.run == nil {
+		w.run = make([]byte, MaxRunPages*PageSize)
+	}
+	n := copy(w.run, r.mem[r.start*PageSize:(r.start+r.n)*PageSize])
+	w.write(w.run[:n])
 }
+
+// Pages is the number of pages the memory sections written so far carry,
+// in data and zero runs alike: what a save reports it sent.
+func (w *Writer) Pages() uint64 { return w.pages }
 
 // Close writes the trailer (section count and a SHA-256 over the whole
 // stream) and flushes. It does not close the io.Writer.

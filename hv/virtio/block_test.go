@@ -31,6 +31,7 @@ const (
 type rig struct {
 	t     testing.TB
 	mem   ram
+	track *tracked
 	dev   *MMIO
 	file  string
 	irq   bool
@@ -80,9 +81,10 @@ func newRig(t testing.TB, sectors int, ro bool) *rig {
 // newTransportRig puts dev on a transport over fresh test RAM.
 func newTransportRig(t testing.TB, dev Device, file string) *rig {
 	t.Helper()
-	r := &rig{t: t, mem: make(ram, ramSize), file: file}
+	tr := newTracked(ramSize)
+	r := &rig{t: t, mem: tr.ram, track: tr, file: file}
 	var err error
-	r.dev, err = NewMMIO(r.mem, dev, func(l bool) {
+	r.dev, err = NewMMIO(tr, dev, func(l bool) {
 		if l == r.irq {
 			t.Fatalf("irq(%v) without a change", l)
 		}

@@ -5,6 +5,10 @@ type Memory interface {
 	// Slice returns the host bytes of [gpa, gpa+n), or false unless that
 	// range lies wholly inside guest RAM.
 	Slice(gpa, n uint64) ([]byte, bool)
+	// Wrote records that the hv wrote into b, a slice Slice returned.
+	// KVM's dirty log sees only the guest's own writes, so a live save
+	// learns of the device's this way (docs/snapshot.md).
+	Wrote(b []byte)
 }
 
 // Device is one virtio device type behind the transport, which owns the
@@ -73,13 +77,16 @@ func (q *Queues) Pop(qi int) (Elem, bool, error) {
 
 // Push returns e to the driver as used, with written bytes written into
 // its writable buffers, and raises the interrupt afterwards unless the
-// driver asked for none on that queue.
+// driver asked for none on that queue. e.Writable must be the chain's
+// writable buffers, as Pop gave them: a device writes guest memory only
+// there, and before it pushes the chain, so that Push can record every
+// byte the device wrote (Memory.Wrote).
 func (q *Queues) Push(qi int, e Elem, written uint32) error {
 	if qi < 0 || qi >= len(q.t.qs) || !q.t.qs[qi].ready {
 		return errRing
 	}
 	qq := &q.t.qs[qi]
-	if err := qq.push(q.t.mem, e.Head, written); err != nil {
+	if err := qq.push(q.t.mem, e.Head, written, e.Writable); err != nil {
 		return err
 	}
 	want, err := qq.interruptWanted(q.t.mem)

@@ -465,7 +465,8 @@ func (rx *rxState) deliver(n *Net, q *Queues, pkt []byte) (rxResult, error) {
 			rest = rest[m:]
 			k += m
 		}
-		if err := q.Push(netRxQ, Elem{Head: c.head}, uint32(k)); err != nil {
+		e := Elem{Head: c.head, Chain: Chain{Writable: rx.segs[c.start:c.end]}}
+		if err := q.Push(netRxQ, e, uint32(k)); err != nil {
 			return rxNoRoom, err
 		}
 	}

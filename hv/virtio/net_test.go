@@ -68,6 +68,7 @@ const (
 type netRig struct {
 	t     testing.TB
 	mem   ram
+	track *tracked
 	net   *Net
 	tap   *fakeTap
 	host  *os.File
@@ -83,14 +84,15 @@ var testMAC = net.HardwareAddr{0x00, 0x16, 0x3e, 0x01, 0x02, 0x03}
 
 func newNetRig(t testing.TB, limit RateLimit) *netRig {
 	t.Helper()
-	r := &netRig{t: t, mem: make(ram, ramSize), qsize: netQueue}
+	tr := newTracked(ramSize)
+	r := &netRig{t: t, mem: tr.ram, track: tr, qsize: netQueue}
 	r.tap, r.host = newFakeTap(t)
 	var err error
 	r.net, err = NewNet(r.tap, NetConfig{MAC: testMAC, Limit: limit, Log: &syncWriter{w: &r.log, mu: &r.mu}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.tr, err = NewMMIO(r.mem, r.net, func(level bool) {
+	r.tr, err = NewMMIO(tr, r.net, func(level bool) {
 		if level {
 			r.mu.Lock()
 			r.irqs++

@@ -71,9 +71,12 @@ func (q *queue) drain(mem Memory, dev Device) (bool, error) {
 		}
 		written, err := dev.Serve(c)
 		if err != nil {
+			// The device may have written some of the buffers before
+			// it found the chain malformed.
+			wrote(mem, c.Writable)
 			return false, err
 		}
-		if err := q.push(mem, head, written); err != nil {
+		if err := q.push(mem, head, written, c.Writable); err != nil {
 			return false, err
 		}
 		done++
@@ -111,8 +114,14 @@ func (q *queue) pop(mem Memory) (uint16, Chain, bool, error) {
 	return head, c, true, nil
 }
 
-// push publishes the chain at head as used, with written bytes.
-func (q *queue) push(mem Memory, head uint16, written uint32) error {
+// push publishes the chain at head as used, with written bytes; writable
+// are its buffers the device may have written. Every write is recorded
+// after it is made (Memory.Wrote): a live save that collects the record
+// in between finds the page again in its next round.
+func (q *queue) push(mem Memory, head uint16, written uint32, writable [][]byte) error {
+	// All of them, not only written bytes: the device's count is a
+	// claim, the writes are facts.
+	wrote(mem, writable)
 	used, err := ring(mem, q.device+4+8*uint64(q.usedIdx%uint16(q.num)), 8)
 	if err != nil {
 		return err
@@ -124,10 +133,19 @@ func (q *queue) push(mem Memory, head uint16, written uint32) error {
 	// keeps stores in program order and x86 does not reorder them.
 	idx, err := ring(mem, q.device+2, 2)
 	if err != nil {
+		mem.Wrote(used)
 		return err
 	}
 	binary.LittleEndian.PutUint16(idx, q.usedIdx)
+	mem.Wrote(used)
+	mem.Wrote(idx)
 	return nil
+}
+
+func wrote(mem Memory, bufs [][]byte) {
+	for _, b := range bufs {
+		mem.Wrote(b)
+	}
 }
 
 // interruptWanted reports whether the driver wants an interrupt for used

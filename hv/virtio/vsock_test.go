@@ -21,14 +21,15 @@ import (
 // descriptor and a payload descriptor, as Linux 6.1 posts them) and
 // transmit chains of a header and a payload descriptor.
 type vsockRig struct {
-	t    testing.TB
-	mem  ram
-	dev  *MMIO
-	vs   *Vsock
-	uds  string
-	cid  uint64
-	irqs int
-	irq  chan struct{} // a token each time the line goes high
+	t     testing.TB
+	mem   ram
+	track *tracked
+	dev   *MMIO
+	vs    *Vsock
+	uds   string
+	cid   uint64
+	irqs  int
+	irq   chan struct{} // a token each time the line goes high
 
 	avail    [3]uint16
 	seenUsed [3]uint16
@@ -56,7 +57,8 @@ func newVsockRig(t testing.TB) *vsockRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &vsockRig{t: t, mem: make(ram, 2<<20), uds: filepath.Join(dir, "v.sock"), cid: 7, irq: make(chan struct{}, 1)}
+	tr := newTracked(2 << 20)
+	r := &vsockRig{t: t, mem: tr.ram, track: tr, uds: filepath.Join(dir, "v.sock"), cid: 7, irq: make(chan struct{}, 1)}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.uds, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +68,7 @@ func newVsockRig(t testing.TB) *vsockRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.vs.Close() })
-	r.dev, err = NewMMIO(r.mem, r.vs, func(l bool) {
+	r.dev, err = NewMMIO(tr, r.vs, func(l bool) {
 		if l {
 			r.irqs++
 			select {

@@ -175,13 +175,16 @@ func (s *ControlServer) do(req control.Request, f *os.File) (resp control.Respon
 			return fail(errors.New("save: no file was passed with the request (SCM_RIGHTS)")), nil
 		}
 		defer f.Close()
-		if err := v.SaveTo(f, req.After, req.Config); err != nil {
+		st, err := v.SaveTo(f, req.After, req.Config, req.Live)
+		if err != nil {
 			return fail(err), nil
 		}
+		resp := ok()
+		resp.Save = st
 		if req.After == "" || req.After == control.SaveDestroy {
-			return ok(), func() { v.stop(control.ReasonSaved, "saved to a snapshot") }
+			return resp, func() { v.stop(control.ReasonSaved, "saved to a snapshot") }
 		}
-		return ok(), nil
+		return resp, nil
 	}
 	return fail(fmt.Errorf("unknown command %q", req.Cmd)), nil
 }

@@ -65,7 +65,7 @@ func TestResumeRefusedWhileSaving(t *testing.T) {
 		t.Fatalf("resume during a save: %v, paused %v", err, paused)
 	}
 	v.saveMu.Lock()
-	err = v.SaveTo(os.Stdout, control.SavePause, nil)
+	_, err = v.SaveTo(os.Stdout, control.SavePause, nil, true)
 	v.saveMu.Unlock()
 	if err == nil || !strings.Contains(err.Error(), "another save") {
 		t.Errorf("a second save: %v", err)

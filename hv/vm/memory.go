@@ -2,6 +2,8 @@ package vm
 
 import (
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"golang.org/x/sys/unix"
@@ -21,6 +23,9 @@ type Memory struct {
 	ram  []byte
 	low  uint64 // bytes of RAM below holeStart
 	high uint64 // bytes of RAM from holeEnd
+	// written, while a live save runs, has a bit per page of ram that
+	// the hv itself wrote (Wrote); nil otherwise.
+	written atomic.Pointer[pageBits]
 }
 
 // NewMemory maps size bytes of guest RAM.
@@ -69,20 +74,43 @@ func (m *Memory) Slice(gpa, n uint64) ([]byte, bool) {
 	return nil, false
 }
 
-// regions are the (guest-physical, host slice) pairs for KVM slots.
-func (m *Memory) regions() []struct {
-	gpa uint64
-	mem []byte
-} {
-	r := []struct {
-		gpa uint64
-		mem []byte
-	}{{0, m.ram[:m.low]}}
+// region is one KVM memory slot: RAM at guest-physical gpa, which is
+// ram[off:off+len(mem)].
+type region struct {
+	gpa, off uint64
+	mem      []byte
+}
+
+// regions are the KVM slots, slot i being regions()[i].
+func (m *Memory) regions() []region {
+	r := []region{{gpa: 0, off: 0, mem: m.ram[:m.low]}}
 	if m.high > 0 {
-		r = append(r, struct {
-			gpa uint64
-			mem []byte
-		}{holeEnd, m.ram[m.low:]})
+		r = append(r, region{gpa: holeEnd, off: m.low, mem: m.ram[m.low:]})
 	}
 	return r
+}
+
+// Wrote records that the hv wrote b, a slice of guest RAM that Slice
+// returned (virtio.Memory), when a live save tracks such writes; a b
+// that is not guest RAM is ignored, as it holds nothing to send.
+func (m *Memory) Wrote(b []byte) {
+	w := m.written.Load()
+	if w == nil || len(b) == 0 {
+		return
+	}
+	// An offset from the pointers: Slice's callers keep only the slice.
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(m.ram)))
+	if off >= uintptr(len(m.ram)) || uintptr(len(b)) > uintptr(len(m.ram))-off {
+		return
+	}
+	w.set(uint64(off)/pageSize, (uint64(off)+uint64(len(b))-1)/pageSize)
+}
+
+// trackWrites starts (a fresh, empty record) or stops recording Wrote.
+func (m *Memory) trackWrites(on bool) {
+	if !on {
+		m.written.Store(nil)
+		return
+	}
+	m.written.Store(newPageBits(uint64(len(m.ram)) / pageSize))
 }

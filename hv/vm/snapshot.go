@@ -87,28 +87,55 @@ func (v *VM) Header() snapshot.Header {
 // paused (Pause); it stays paused. The devices' goroutines are frozen
 // while it runs, so that nothing moves under it.
 func (v *VM) Save(w *snapshot.Writer) error {
-	v.mu.Lock()
-	ok := v.paused && v.exit == nil && v.nParked == len(v.vcpus)
-	v.mu.Unlock()
-	if !ok {
-		return errors.New("vm: save: the domain is not paused")
+	thaw, err := v.freeze()
+	if err != nil {
+		return err
 	}
-	for _, t := range v.dev.virtio {
-		t.Freeze()
-	}
-	defer func() {
-		for _, t := range v.dev.virtio {
-			t.Thaw()
-		}
-	}()
+	defer thaw()
 	// The small sections are read first, at the moment of the pause,
 	// and written after RAM, as a migration's last round is
 	// (docs/snapshot.md): the clocks and TSCs they hold then do not run
 	// on for as long as RAM takes to write.
-	type section struct {
-		kind string
-		data []byte
+	small, err := v.machineState()
+	if err != nil {
+		return err
 	}
+	for _, r := range v.mem.regions() {
+		if err := w.Memory(r.gpa, r.mem); err != nil {
+			return fmt.Errorf("vm: save: %w", err)
+		}
+	}
+	return writeSections(w, small)
+}
+
+// freeze checks that the domain is paused and freezes the devices'
+// goroutines (virtio's Freeze) until thaw.
+func (v *VM) freeze() (thaw func(), err error) {
+	v.mu.Lock()
+	ok := v.paused && v.exit == nil && v.nParked == len(v.vcpus)
+	v.mu.Unlock()
+	if !ok {
+		return nil, errors.New("vm: save: the domain is not paused")
+	}
+	for _, t := range v.dev.virtio {
+		t.Freeze()
+	}
+	return func() {
+		for _, t := range v.dev.virtio {
+			t.Thaw()
+		}
+	}, nil
+}
+
+// section is one small section of a snapshot.
+type section struct {
+	kind string
+	data []byte
+}
+
+// machineState reads the small sections of a paused and frozen domain:
+// every vCPU, the irqchip, PIT and clock, and every device.
+func (v *VM) machineState() ([]section, error) {
 	var small []section
 	put := func(kind string, b []byte) error {
 		small = append(small, section{kind, b})
@@ -116,13 +143,13 @@ func (v *VM) Save(w *snapshot.Writer) error {
 	}
 	msrList, err := v.sys.MSRIndexList()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	xsaveSize := v.vm.XSaveSize()
 	for _, c := range v.vcpus {
 		b, err := v.saveVCPU(c.c, msrList, xsaveSize)
 		if err != nil {
-			return fmt.Errorf("vm: save: %w", err)
+			return nil, fmt.Errorf("vm: save: %w", err)
 		}
 		put(kindVCPU+strconv.Itoa(c.c.ID), b)
 	}
@@ -131,17 +158,17 @@ func (v *VM) Save(w *snapshot.Writer) error {
 	for chip, dst := range []*[]byte{&ic.PICMaster, &ic.PICSlave, &ic.IOAPIC} {
 		s, err := v.vm.IRQChip(uint32(chip))
 		if err != nil {
-			return fmt.Errorf("vm: save: %w", err)
+			return nil, fmt.Errorf("vm: save: %w", err)
 		}
 		*dst = kvm.Raw(s)
 	}
 	pit, err := v.vm.PIT2()
 	if err != nil {
-		return fmt.Errorf("vm: save: %w", err)
+		return nil, fmt.Errorf("vm: save: %w", err)
 	}
 	clk, err := v.vm.Clock()
 	if err != nil {
-		return fmt.Errorf("vm: save: %w", err)
+		return nil, fmt.Errorf("vm: save: %w", err)
 	}
 	for _, s := range []struct {
 		kind  string
@@ -154,18 +181,17 @@ func (v *VM) Save(w *snapshot.Writer) error {
 	} {
 		b, err := devstate.Encode(s.kind, s.state)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		put(s.kind, b)
 	}
 	if err := v.saveDevices(put); err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range v.mem.regions() {
-		if err := w.Memory(r.gpa, r.mem); err != nil {
-			return fmt.Errorf("vm: save: %w", err)
-		}
-	}
+	return small, nil
+}
+
+func writeSections(w *snapshot.Writer, small []section) error {
 	for _, s := range small {
 		if err := w.Section(s.kind, s.data); err != nil {
 			return fmt.Errorf("vm: save: %w", err)
@@ -302,12 +328,7 @@ func (v *VM) readSnapshot(r *snapshot.Reader) (map[string][]byte, error) {
 			return nil, err
 		}
 		if s.Kind == "memory" {
-			i := slices.IndexFunc(regions, func(m struct {
-				gpa uint64
-				mem []byte
-			}) bool {
-				return m.gpa == s.GPA
-			})
+			i := slices.IndexFunc(regions, func(m region) bool { return m.gpa == s.GPA })
 			// A region may come more than once (migration's pre-copy
 			// rounds), each applied over the last.
 			if i < 0 || uint64(len(regions[i].mem)) != s.Size {
@@ -553,58 +574,93 @@ func (v *VM) restoreVCPU(c *kvm.VCPU, s *vcpuRestore, xsaveSize int) error {
 // it pauses the domain, writes the snapshot with header config, and
 // then leaves it paused (control.SavePause) or running
 // (control.SaveResume); with control.SaveDestroy (or "") it stays paused
-// for the caller to end it once the save is acknowledged. A failure
-// leaves the domain as it was before the save.
-func (v *VM) SaveTo(f *os.File, after string, config json.RawMessage) error {
+// for the caller to end it once the save is acknowledged. live makes it
+// a live save (saveLive, xl migrate): the domain is paused only for the
+// last round. A failure leaves the domain as it was before the save.
+func (v *VM) SaveTo(f *os.File, after string, config json.RawMessage, live bool) (*control.SaveStats, error) {
 	switch after {
 	case "", control.SaveDestroy, control.SavePause, control.SaveResume:
 	default:
-		return fmt.Errorf("save: after %q: want %s, %s or %s", after, control.SaveDestroy, control.SavePause, control.SaveResume)
+		return nil, fmt.Errorf("save: after %q: want %s, %s or %s", after, control.SaveDestroy, control.SavePause, control.SaveResume)
 	}
 	if !v.saveMu.TryLock() {
-		return errors.New("save: another save is in progress")
+		return nil, errors.New("save: another save is in progress")
 	}
 	defer v.saveMu.Unlock()
 	v.mu.Lock()
 	wasPaused := v.paused
 	v.saving = true // from here no resume request unparks a vCPU
 	v.mu.Unlock()
-	err := v.Pause()
-	if err == nil {
-		err = v.writeSnapshot(f, config)
-	} else {
-		err = fmt.Errorf("save: %w", err)
-	}
+	st, err := v.writeSnapshot(f, config, live)
 	v.mu.Lock()
 	v.saving = false
 	if err == nil && after == control.SaveResume || err != nil && !wasPaused {
 		v.resumeLocked()
 	}
 	v.mu.Unlock()
-	return err
+	return st, err
 }
 
-func (v *VM) writeSnapshot(f *os.File, config json.RawMessage) error {
+// countingWriter counts what a save wrote, for its report.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (v *VM) writeSnapshot(f *os.File, config json.RawMessage, live bool) (*control.SaveStats, error) {
 	start := time.Now()
 	h := v.Header()
 	h.Config = config
-	w, err := snapshot.NewWriter(f, h)
+	out := &countingWriter{w: f}
+	w, err := snapshot.NewWriter(out, h)
 	if err != nil {
-		return fmt.Errorf("save: %w", err)
+		return nil, fmt.Errorf("save: %w", err)
 	}
-	if err := v.Save(w); err != nil {
-		return fmt.Errorf("save: %w", err)
+	st := &control.SaveStats{Live: live}
+	var pausedAt time.Time
+	if live {
+		pausedAt, err = v.saveLive(w, st)
+	} else {
+		pausedAt = time.Now()
+		if err = v.Pause(); err == nil {
+			before := w.Pages()
+			err = v.Save(w)
+			st.Rounds = []control.SaveRound{{Pages: w.Pages() - before, TimeNS: time.Since(pausedAt).Nanoseconds(), Paused: true}}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("save: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("save: %w", err)
+		return nil, fmt.Errorf("save: %w", err)
 	}
 	// A saved domain that then ends exists only in this file: make it
 	// durable. A pipe (migration) has nothing to sync.
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("save: fsync: %w", err)
+			return nil, fmt.Errorf("save: fsync: %w", err)
 		}
 	}
-	v.logf("saved to a snapshot in %.3f s", time.Since(start).Seconds())
-	return nil
+	st.DowntimeNS = time.Since(pausedAt).Nanoseconds()
+	st.Pages, st.Bytes = w.Pages(), out.n
+	if live {
+		v.logf("saved live in %.3f s: %d rounds, %d pages (%d bytes), downtime %.1f ms (%s)",
+			time.Since(start).Seconds(), len(st.Rounds), st.Pages, st.Bytes, float64(st.DowntimeNS)/1e6, st.Stop)
+		for i, r := range st.Rounds {
+			how := "running"
+			if r.Paused {
+				how = "paused"
+			}
+			v.logf("  round %d: %d pages in %.1f ms, %s", i, r.Pages, float64(r.TimeNS)/1e6, how)
+		}
+	} else {
+		v.logf("saved to a snapshot in %.3f s", time.Since(start).Seconds())
+	}
+	return st, nil
 }

@@ -3,10 +3,12 @@ package xl_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +34,9 @@ func counts(t *testing.T, out string) []int {
 	}
 	return ns
 }
+
+// liveLine is xl migrate's report of a live migration.
+var liveLine = regexp.MustCompile(`Live migration: (\d+) rounds, \d+ pages \([0-9.]+ MiB\) sent, downtime [0-9.]+(ms|µs|s)\n`)
 
 // consecutive fails unless ns counts up by one from ns[0].
 func consecutive(t *testing.T, what string, ns []int) {
@@ -162,26 +167,54 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	if err := os.Chmod(ssh, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The migrations are live: the domain counts while it is sent. Its
+	// console log goes with its directory when the source is destroyed,
+	// so it is held open to read the whole of it afterwards.
 	prev := d3.ID
 	for i, how := range [][]string{
 		{"-s", "", "ctr", e.xl + " migrate-receive"},
 		{"-s", ssh, "--debug", "ctr", "localhost"},
 	} {
-		e.mustRun("pause", "ctr")
-		seenLog := e.consoleLog(prev)
-		seen := counts(t, seenLog)
+		src, err := os.Open(filepath.Join(e.state, "domains", strconv.Itoa(prev), "hv", "console.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, errs, code := e.run(append([]string{"migrate"}, how...)...)
 		if code != 0 || !strings.Contains(errs, "Migrated domain ctr") {
+			src.Close()
 			t.Fatalf("xl migrate %q: exit %d: %s", how, code, errs)
+		}
+		seenLog, err := io.ReadAll(src)
+		src.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := liveLine.FindStringSubmatch(errs)
+		if m == nil {
+			t.Fatalf("xl migrate %q did not report a live migration:\n%s", how, errs)
+		}
+		if rounds, _ := strconv.Atoi(m[1]); rounds < 2 {
+			t.Errorf("xl migrate %q: %d rounds, want a live one and the paused last at least:\n%s", how, rounds, errs)
+		}
+		if slices.Contains(how, "--debug") {
+			if !strings.Contains(errs, "round 0: ") || !strings.Contains(errs, ", paused") {
+				t.Errorf("xl migrate --debug did not show its rounds:\n%s", errs)
+			}
+			for _, l := range strings.Split(errs, "\n") {
+				if strings.HasPrefix(l, "migrate: round") || strings.HasPrefix(l, "migrate: the rounds") {
+					t.Log(l)
+				}
+			}
 		}
 		dm := e.dom("ctr")
 		if dm == nil || dm.ID == prev || dm.UUID != d0.UUID || e.dom("ctr--migratedaway") != nil {
 			t.Fatalf("after migrate %d: %+v (from %d)", i, dm, prev)
 		}
+		seen := counts(t, string(seenLog))
 		e.waitCount(dm.ID, seen[len(seen)-1]+10)
-		got := counts(t, seenLog+e.consoleLog(dm.ID))
+		got := counts(t, string(seenLog)+e.consoleLog(dm.ID))
 		consecutive(t, "migrate", got)
-		t.Logf("migrate %q: from ID %d to %d, the count went on from %d", how, prev, dm.ID, seen[len(seen)-1])
+		t.Logf("migrate %q: from ID %d to %d, the count went on from %d; %s", how, prev, dm.ID, seen[len(seen)-1], strings.TrimSpace(m[0]))
 		prev = dm.ID
 	}
 
@@ -299,12 +332,15 @@ for r in 1 2 3; do
 	echo "LC: round $r: saved ($size bytes) and restored in $((t1-t0)) s, ID $id -> $(xl domid sv), uptime $prev -> $u"
 	prev=$u
 	id=$(xl domid sv)
-	timeout 300 xl migrate -s "" sv "xl migrate-receive" || fail "round $r: xl migrate"
+	out=$(timeout 300 xl migrate -s "" --debug sv "xl migrate-receive" 2>&1) || fail "round $r: xl migrate: $out"
+	live=$(echo "$out" | grep '^Live migration: ')
+	[ -n "$live" ] || fail "round $r: xl migrate reported no live migration: $out"
 	[ "$(xl domid sv)" != "$id" ] || fail "round $r: migrated under the same ID"
 	xl list sv--migratedaway >/dev/null 2>&1 && fail "round $r: the source is left"
 	up M$r
 	later "$prev" "$u" || fail "round $r: uptime $u after the migration, $prev before"
-	echo "LC: round $r: migrated, ID $id -> $(xl domid sv), uptime $prev -> $u"
+	echo "LC: round $r: migrated, ID $id -> $(xl domid sv), uptime $prev -> $u; $live"
+	echo "$out" | grep 'migrate: round\|stopped' | sed "s/^/LC: round $r: /"
 	prev=$u
 done
 timeout 60 xl destroy sv || fail "xl destroy"
@@ -314,9 +350,9 @@ echo "LC: nothing left"
 echo LC-DONE
 `
 
-// TestSaveRestoreXenoLinux saves, restores and migrates a running Linux
-// guest (the minimal image, xeno kernel) three times in a row through
-// xl: its uptime keeps increasing, a file it wrote before the first save
+// TestSaveRestoreXenoLinux saves, restores and migrates (live) a running
+// Linux guest (the minimal image, xeno kernel) three times in a row
+// through xl: its uptime keeps increasing, a file it wrote before the first save
 // is read back after each, and its console keeps working.
 func TestSaveRestoreXenoLinux(t *testing.T) {
 	why := kvmlab.Need(t)
