@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/hv/snapshot"
 )
 
 // xl migrate and xl migrate-receive. The sender starts the receiver
@@ -398,15 +399,15 @@ func (t *Toolstack) MigrateReceive(in io.Reader, out io.Writer, opt RestoreOptio
 	}
 	path := f.Name()
 	defer os.Remove(path)
-	n, err := io.Copy(f, io.LimitReader(in, maxSnapshot+1))
+	n, err := io.Copy(f, io.LimitReader(in, snapshot.MaxSize+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return 0, fmt.Errorf("toolstack: migrate-receive: reading the stream after %d bytes: %w", n, err)
 	}
-	if n > maxSnapshot {
-		return 0, fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the largest domain's", maxSnapshot)
+	if n > snapshot.MaxSize {
+		return 0, fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the most a live save of the largest domain sends", snapshot.MaxSize)
 	}
 	p, err := CheckRestore(path, opt)
 	if err != nil {

@@ -121,17 +121,13 @@ func (t *Toolstack) Save(dom, path, after string, cfg *Config) error {
 	return nil
 }
 
-// maxSnapshot bounds a snapshot file, as the hv bounds it: the largest
-// guest's RAM and room for the rest.
-const maxSnapshot = int64(abi.MaxMemoryMiB)<<20 + 1<<30
-
 // ReadSnapshotHeader reads only the header of the snapshot at path: who
 // wrote it, the interface it was admitted with, its size, and the
 // toolstack's SavedDomain (nil if the snapshot carries none, as one
 // written by hand through the control socket). The rest of the file is
 // the hv's to check.
 func ReadSnapshotHeader(path string) (snapshot.Header, *SavedDomain, error) {
-	f, _, err := hostfile.OpenRegular(path, maxSnapshot)
+	f, _, err := hostfile.OpenRegular(path, snapshot.MaxSize)
 	if err != nil {
 		return snapshot.Header{}, nil, fmt.Errorf("toolstack: restore: %w", err)
 	}

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/hv/jail"
 	"github.com/xeno-hv/xeno/hv/kvm"
+	"github.com/xeno-hv/xeno/hv/snapshot"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/internal/hostfile"
 )
@@ -130,12 +130,8 @@ func (o *opened) read(path string, limit int64) ([]byte, error) {
 	return hostfile.ReadRegular(path, limit)
 }
 
-// maxSnapshot bounds a snapshot file: the largest guest's RAM and room
-// for the rest (the reader bounds every section on its own).
-const maxSnapshot = int64(abi.MaxMemoryMiB)<<20 + 1<<30
-
 func openSnapshotFile(path string) (*os.File, error) {
-	f, _, err := hostfile.OpenRegular(path, maxSnapshot)
+	f, _, err := hostfile.OpenRegular(path, snapshot.MaxSize)
 	if err != nil {
 		return nil, fmt.Errorf("--restore: %w", err)
 	}

@@ -36,6 +36,14 @@ const (
 	MaxRunPages = MaxChunk / PageSize
 	// MaxKind is the longest section kind.
 	MaxKind = 32
+	// MaxRAMCopies is how many times a stream may carry the domain's
+	// RAM: a live save's rounds send at most three copies while the
+	// domain runs (hv/vm's pre-copy budget), the paused round one more.
+	MaxRAMCopies = 4
+	// MaxSize bounds a snapshot file or stream, for those who keep or
+	// open one whole (xl migrate-receive, hv --restore): MaxRAMCopies of
+	// the largest domain's RAM and room for every other section.
+	MaxSize = MaxRAMCopies*int64(abi.MaxMemoryMiB)<<20 + 1<<30
 )
 
 // Sentinel errors, for errors.Is. Every error this package returns wraps

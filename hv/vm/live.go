@@ -148,8 +148,9 @@ const (
 	// Live rounds at most, the first (all RAM) included.
 	precopyMaxRounds = 30
 	// Pages sent live at most, as a multiple of RAM's pages: a guest
-	// that dirties faster than the stream carries is paused then.
-	precopyBudget = 3
+	// that dirties faster than the stream carries is paused then. The
+	// paused round's copy makes the stream's snapshot.MaxRAMCopies.
+	precopyBudget = snapshot.MaxRAMCopies - 1
 	// Rounds in a row whose dirty set did not shrink before the
 	// pre-copy gives up on it shrinking.
 	precopyStalls = 2
