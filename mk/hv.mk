@@ -30,9 +30,11 @@ test/guests/%.bin: test/guests/%.elf
 test/guests/hostile.elf test/guests/spray_port.elf: test/guests/lib/skip.inc
 
 BENCH_TARGETS += bench-hv
-# VMM overhead, RSS, and save/restore next to QEMU microvm (seconds), then Linux early
-# boot next to QEMU (minutes here: kernel mode is emulated).
-bench-hv: guests bin/hv bin/xl bin/kvmlab test/guests/serial.pvh.elf test/guests/powerbutton.pvh.elf test/guests/counter.pvh.elf
+# VMM overhead, RSS, save/restore and live migration next to QEMU microvm
+# (seconds to minutes), then Linux early boot next to QEMU (minutes here:
+# kernel mode is emulated).
+bench-hv: guests bin/hv bin/xl bin/kvmlab test/guests/serial.pvh.elf test/guests/powerbutton.pvh.elf test/guests/counter.pvh.elf \
+		test/guests/dirty_counter.pvh.elf
 	XENO_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/hv/
 
 # Boot the xeno guest kernel to init and power off 10 times (make test
