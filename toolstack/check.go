@@ -71,6 +71,9 @@ type Plan struct {
 	// AllowUnjailed are the jail's layers the operator allows off where
 	// the host cannot give them (xl create --allow-unjailed).
 	AllowUnjailed []string `json:"allow_unjailed,omitempty"`
+	// Vsock is, for a restore, whether the saved domain had its vsock
+	// device (SavedDomain.Vsock); nil for a create.
+	Vsock *bool `json:"-"`
 }
 
 // Host is what the host offers, for the fit check and xl info.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/control"
 	"github.com/xeno-hv/xeno/hv/jail"
+	"github.com/xeno-hv/xeno/hv/virtio"
 	"github.com/xeno-hv/xeno/toolstack/hostnet"
 )
 
@@ -97,6 +98,10 @@ func (t *Toolstack) Reserve(p *Plan) (*Record, error) {
 		AllowUnjailed: p.AllowUnjailed,
 	}
 	t.setPaths(r)
+	if err := restoreVsock(r, p.Vsock); err != nil {
+		_ = t.State.Remove(id)
+		return nil, err
+	}
 	if err := t.State.Save(r); err != nil {
 		_ = t.State.Remove(id)
 		return nil, err
@@ -117,9 +122,27 @@ func (t *Toolstack) setPaths(r *Record) {
 	}
 }
 
-// MaxVsockPath is the longest vsock Unix socket path hv --vsock takes:
-// <path>_4294967295 must fit sun_path.
-const MaxVsockPath = 107 - len("_4294967295")
+// restoreVsock gives a restored domain the vsock device its snapshot
+// holds (saved, as SavedDomain.Vsock says; nil: as setPaths decided): a
+// domain saved without one gets none, and one saved with one is refused
+// here, with the reason, where this state directory is too deep for the
+// socket, rather than by the hv's "no such part" for its device section.
+func restoreVsock(r *Record, saved *bool) error {
+	switch {
+	case saved == nil || *saved == (r.Vsock != ""):
+		return nil
+	case !*saved:
+		r.Vsock, r.VsockCID = "", 0
+		return nil
+	}
+	sock := filepath.Join(filepath.Dir(r.Control), vsockSocket)
+	return &Refusal{Check: "host", Rule: "vsock-path", Msg: fmt.Sprintf(
+		"the saved domain has a vsock device, and this domain's vsock socket %s would be %d bytes, more than the %d a Unix socket path with _PORT added can be: use a state directory with a shorter path (XENO_STATE_DIR)",
+		sock, len(sock), MaxVsockPath)}
+}
+
+// MaxVsockPath is the longest vsock Unix socket path hv --vsock takes.
+const MaxVsockPath = virtio.MaxUDSPath
 
 // StartMonitor starts the detached monitor for a reserved domain and
 // waits until its hv answers on the control socket (or fails). On failure

@@ -2,6 +2,8 @@ package toolstack
 
 import (
 	"bufio"
+	"encoding/json"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -69,5 +71,55 @@ func TestVsockPaths(t *testing.T) {
 	deep.setPaths(r)
 	if r.Vsock != "" || r.VsockCID != 0 || strings.Contains(strings.Join(deep.hvArgs(r, false, ""), " "), "--vsock") {
 		t.Errorf("a %d-byte state dir still got vsock %q", MaxVsockPath, r.Vsock)
+	}
+}
+
+// TestRestoreVsock: a restored domain has the vsock device its snapshot
+// holds, whatever its state directory's depth would give a new one; one
+// that cannot is refused with the reason, not left to the hv's "no such
+// part" for the device's section.
+func TestRestoreVsock(t *testing.T) {
+	yes, no := true, false
+	shallow := newToolstack(t)
+	deep := &Toolstack{State: &State{Dir: "/" + strings.Repeat("d", MaxVsockPath)}}
+	for _, c := range []struct {
+		name      string
+		ts        *Toolstack
+		saved     *bool
+		wantVsock bool
+		refused   bool
+	}{
+		{"create", shallow, nil, true, false},
+		{"saved with", shallow, &yes, true, false},
+		{"saved without", shallow, &no, false, false},
+		{"saved without, deep", deep, &no, false, false},
+		{"saved with, deep", deep, &yes, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &Record{ID: 7, Config: &Config{Kernel: "/k", MemoryMiB: 64, VCPUs: 1}}
+			c.ts.setPaths(r)
+			err := restoreVsock(r, c.saved)
+			var ref *Refusal
+			switch {
+			case c.refused && (!errors.As(err, &ref) || ref.Rule != "vsock-path" || !strings.Contains(err.Error(), "XENO_STATE_DIR")):
+				t.Fatalf("err %v: want a vsock-path refusal naming XENO_STATE_DIR", err)
+			case !c.refused && err != nil:
+				t.Fatal(err)
+			}
+			if got := r.Vsock != ""; !c.refused && (got != c.wantVsock || got != (r.VsockCID != 0)) {
+				t.Errorf("vsock %q cid %d, want a device: %v", r.Vsock, r.VsockCID, c.wantVsock)
+			}
+		})
+	}
+	// xl save records the device in the snapshot's header.
+	r := &Record{ID: 7, Config: &Config{Name: "v", Kernel: "/k", MemoryMiB: 64, VCPUs: 1}}
+	shallow.setPaths(r)
+	b, err := savedOf(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sd SavedDomain
+	if err := json.Unmarshal(b, &sd); err != nil || sd.Vsock == nil || !*sd.Vsock {
+		t.Fatalf("saved domain %s (%v): want vsock true", b, err)
 	}
 }

@@ -30,6 +30,11 @@ type SavedDomain struct {
 	Declared      string   `json:"declared_by"`
 	Unchecked     bool     `json:"unchecked_interface,omitempty"`
 	AllowUnjailed []string `json:"allow_unjailed,omitempty"`
+	// Vsock says whether the domain had its vsock device, which xl
+	// gives only where the socket's path fits (MaxVsockPath): the
+	// restored domain must have the devices the snapshot holds. Absent
+	// from older snapshots, whose restore decides as a create does.
+	Vsock *bool `json:"vsock,omitempty"`
 }
 
 // savedVersion is SavedDomain's layout; a restore refuses another.
@@ -57,6 +62,8 @@ func saveTimeout(memMiB int64) time.Duration {
 func savedOf(r *Record, cfg *Config) ([]byte, error) {
 	sd := SavedDomain{Version: savedVersion, Config: r.Config, Guest: r.Guest, Declared: r.Declared,
 		Unchecked: r.Unchecked, AllowUnjailed: r.AllowUnjailed}
+	vsock := r.Vsock != ""
+	sd.Vsock = &vsock
 	if cfg != nil {
 		c := *cfg
 		c.UUID = r.UUID
@@ -195,7 +202,7 @@ func CheckRestore(path string, opt RestoreOptions) (*Plan, error) {
 	}
 	p := &Plan{Config: cfg, Host: opt.Host}
 	if sd != nil {
-		p.Guest, p.Declared, p.AllowUnjailed = sd.Guest, sd.Declared, sd.AllowUnjailed
+		p.Guest, p.Declared, p.AllowUnjailed, p.Vsock = sd.Guest, sd.Declared, sd.AllowUnjailed, sd.Vsock
 	}
 	if err := checkHost(cfg, opt.Host); err != nil {
 		return p, err

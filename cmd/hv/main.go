@@ -25,6 +25,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/jail"
 	"github.com/xeno-hv/xeno/hv/logfile"
 	"github.com/xeno-hv/xeno/hv/snapshot"
+	"github.com/xeno-hv/xeno/hv/virtio"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/internal/hostfile"
 	"github.com/xeno-hv/xeno/kernels/kformat"
@@ -71,10 +72,8 @@ func parseVsock(s string) (*vm.Vsock, error) {
 	if !haveCID || v.UDS == "" {
 		return nil, errors.New("--vsock: want cid=N,uds=PATH")
 	}
-	// <uds>_PORT must fit sun_path (108 bytes with its NUL) for every
-	// 32-bit port, or a guest connect would fail for some ports only.
-	if max := 107 - len("_4294967295"); len(v.UDS) > max {
-		return nil, fmt.Errorf("--vsock: uds %q is %d bytes, at most %d (a Unix socket path, with _PORT added)", v.UDS, len(v.UDS), max)
+	if len(v.UDS) > virtio.MaxUDSPath {
+		return nil, fmt.Errorf("--vsock: uds %q is %d bytes, at most %d (a Unix socket path, with _PORT added)", v.UDS, len(v.UDS), virtio.MaxUDSPath)
 	}
 	return &v, nil
 }

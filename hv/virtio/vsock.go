@@ -173,6 +173,11 @@ func (c *vconn) credit() uint32 {
 	return c.peerBufAlloc - inflight
 }
 
+// MaxUDSPath is the longest host socket path a vsock device takes:
+// <uds>_PORT must fit sun_path (108 bytes with its NUL) for every
+// 32-bit port, or a guest's connect would fail for some ports only.
+const MaxUDSPath = 107 - len("_4294967295")
+
 // NewVsock returns a socket device for guest CID cid whose host side is
 // ln, listening on the Unix socket uds, and the sockets uds_PORT. It
 // accepts host clients only once Start is called, and closes ln on
