@@ -30,7 +30,12 @@ func TestQueueAndArgs(t *testing.T) {
 		t.Fatalf("childArgs: %q", args)
 	}
 	console := "--- PASS: TestA (1.0s)\n    --- PASS: TestB/sub (0.1s)\n--- SKIP: TestC (0.0s)\n=== RUN   TestB\n"
-	if got := unfinished(console, []string{"TestA", "TestB", "TestC", "TestD"}); strings.Join(got, ",") != "TestB,TestD" {
+	if got := unfinished(console, []string{"TestA", "TestB", "TestC", "TestD"}, 1); strings.Join(got, ",") != "TestB,TestD" {
 		t.Fatalf("unfinished: %v", got)
+	}
+	// With -count=2, a test that ran once of twice runs again.
+	console = "--- PASS: TestA (1.0s)\n--- PASS: TestB (1.0s)\n--- PASS: TestA (1.0s)\n"
+	if got := unfinished(console, []string{"TestA", "TestB"}, 2); strings.Join(got, ",") != "TestB" {
+		t.Fatalf("unfinished, count 2: %v", got)
 	}
 }

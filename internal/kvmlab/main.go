@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,7 +95,8 @@ func Main(m *testing.M) int {
 		}
 		// The lab machine itself locked up (docs/kvm-notes.md); what had
 		// not finished runs once more, and a second lock-up stands.
-		tests, benches = unfinished(res.Console, tests), unfinished(res.Console, benches)
+		n := runCount()
+		tests, benches = unfinished(res.Console, tests, n), unfinished(res.Console, benches, n)
 		if try == 1 {
 			fmt.Printf("=== kvmlab: the lab machine locked up; running the unfinished once more: %s\n", strings.Join(append(tests, benches...), " "))
 		}
@@ -111,19 +113,30 @@ var (
 )
 
 // unfinished is names less the top-level tests that console reports
-// passed or skipped.
-func unfinished(console string, names []string) []string {
-	done := map[string]bool{}
+// passed or skipped count times (go test -count).
+func unfinished(console string, names []string, count int) []string {
+	done := map[string]int{}
 	for _, m := range finished.FindAllStringSubmatch(console, -1) {
-		done[m[1]] = true
+		done[m[1]]++
 	}
 	var out []string
 	for _, n := range names {
-		if !done[n] {
+		if done[n] < count {
 			out = append(out, n)
 		}
 	}
 	return out
+}
+
+// runCount is this test binary's -test.count, which its lab run is
+// given too: a test has finished when it has run that many times.
+func runCount() int {
+	if f := flag.Lookup("test.count"); f != nil {
+		if n, err := strconv.Atoi(f.Value.String()); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1
 }
 
 // queued returns the distinct top-level tests and benchmarks in the queue.
