@@ -47,7 +47,19 @@ guest_main:
 	jmp 1b
 5:	PUTS("XTF RESULT dirty_counter FAIL the count in RAM is not the register's\n")
 	ret
-6:	PUTS("XTF RESULT dirty_counter FAIL a page of the buffer holds a stale count\n")
+6:	mov %rax, %rbx
+	PUTS("XTF RESULT dirty_counter FAIL a page of the buffer holds a stale count: at ")
+	mov %rbx, %rdi
+	mov $8, %esi
+	call xtf_puthex
+	PUTS(" ")
+	mov (%rbx), %rdi
+	call xtf_putdec
+	PUTS(", want ")
+	mov %r12, %rdi
+	call xtf_putdec
+	mov $'\n', %edi
+	call xtf_putc
 	ret
 
 	.data
