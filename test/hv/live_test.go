@@ -49,6 +49,9 @@ func startHV(t testing.TB, args ...string) *live {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	cmd, sock, _, _ := hvCmd(t, ctx, args...)
+	// Each vCPU's registers when the domain ends (docs/hv.md): fatalf
+	// destroys a domain that went silent, and they say where it was.
+	cmd.Env = append(cmd.Env, "XENO_HV_DUMP=1")
 	l := &live{cmd: cmd, sock: sock, out: &syncBuf{}, errout: &syncBuf{}, done: make(chan error, 1), cancel: cancel}
 	cmd.Stdout, cmd.Stderr = l.out, l.errout
 	l.start = time.Now()
@@ -126,19 +129,26 @@ func (l *live) call(t testing.TB, cmd string) *control.Response {
 	}
 }
 
-// fatalf fails the test with the hv's output; an hv still running is
-// first sent SIGQUIT, so that its goroutines' stacks show where it hangs.
+// fatalf fails the test with the hv's output. A domain still running is
+// destroyed, so that the hv prints each vCPU's registers (XENO_HV_DUMP);
+// an hv that does not end then is sent SIGQUIT, so that its goroutines'
+// stacks show where it hangs.
 func (l *live) fatalf(t testing.TB, format string, args ...any) {
 	t.Helper()
-	select {
-	case err := <-l.done:
-		l.done <- err
-	default:
-		_ = l.cmd.Process.Signal(syscall.SIGQUIT)
+	ended := func(d time.Duration) bool {
 		select {
 		case err := <-l.done:
 			l.done <- err
-		case <-time.After(5 * time.Second):
+			return true
+		case <-time.After(d):
+			return false
+		}
+	}
+	if !ended(0) {
+		_, _ = control.Call(l.sock, control.CmdDestroy, 2*time.Second)
+		if !ended(3 * time.Second) {
+			_ = l.cmd.Process.Signal(syscall.SIGQUIT)
+			ended(5 * time.Second)
 		}
 	}
 	t.Fatalf(format+"\nstdout:\n%s\nstderr:\n%s", append(args, l.out, l.errout)...)
