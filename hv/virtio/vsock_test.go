@@ -293,6 +293,27 @@ func expectEOF(t testing.TB, c net.Conn) {
 	}
 }
 
+// waitFwd waits up to 5 s until the connection key has written n bytes
+// from the guest to its host socket.
+func (r *vsockRig) waitFwd(key connKey, n uint32) {
+	r.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		r.vs.mu.Lock()
+		c := r.vs.conns[key]
+		got := uint32(0)
+		if c != nil {
+			got = c.fwdCnt
+		}
+		r.vs.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("connection %+v: %d bytes written to the host, want %d", key, got, n)
+		}
+	}
+}
+
 // open makes a guest-initiated connection from guestPort to a listener
 // on hostPort and returns the host's end.
 func (r *vsockRig) open(ln *net.UnixListener, guestPort, hostPort uint32) *net.UnixConn {
@@ -339,6 +360,9 @@ func TestVsockGuestToHost(t *testing.T) {
 	if got := readN(t, s, 10); string(got) != "hello host" {
 		t.Fatalf("host read %q", got)
 	}
+	// The host can read the bytes before the device's writer counts
+	// them (CI saw fwd_cnt 0 below): wait for the count, not the read.
+	r.waitFwd(connKey{guestPort: 1234, hostPort: 5000}, 10)
 	s.Write([]byte("hello guest"))
 	p := r.expect(VsockOpRW)
 	if string(p.payload) != "hello guest" || p.h.srcPort != 5000 || p.h.dstPort != 1234 {
