@@ -455,7 +455,6 @@ func feed(w *os.File, head []byte, in io.Reader) error {
 	if _, err := w.Write(head); err != nil {
 		return fmt.Errorf("toolstack: migrate-receive: passing the stream to the hv: %w", err)
 	}
-	// A LimitedReader of an *os.File keeps io.Copy's splice.
 	rest := snapshot.MaxSize - int64(len(head))
 	n, err := io.Copy(w, io.LimitReader(in, rest+1))
 	switch {
