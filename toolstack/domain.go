@@ -424,8 +424,8 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		hvlog.Close()
 		jr.close()
 		// From here the hv holds the only descriptors to its taps, so
-		// the kernel removes them when it ends, however it ends; and the
-		// only reader of a stream, so that its writer learns it ended.
+		// the kernel removes them when it ends, however it ends. A
+		// stream is the hv's alone to read.
 		closeAll(files)
 		if err != nil {
 			return failStart(fmt.Errorf("toolstack: start %s: %w", t.HV, err))
