@@ -16,7 +16,8 @@ import (
 )
 
 // With XENO_TEST_FAKE_XL=1 this test binary is xl for spawnMonitor:
-// `__monitor --adopt ID` runs Adopt, as xl's monitor command does. With
+// `__monitor --adopt ID` runs Adopt, as xl's monitor command does, and
+// `__monitor --restore fd=4 ID` is fakeStreamMonitor. With
 // XENO_TEST_FAKE_HV=1 it is the monitor's hv (fakeHVMain).
 func TestMain(m *testing.M) {
 	if os.Getenv("XENO_TEST_FAKE_XL") == "1" {
@@ -29,6 +30,9 @@ func TestMain(m *testing.M) {
 }
 
 func fakeXL(args []string) int {
+	if len(args) == 4 && args[0] == "__monitor" && args[1] == "--restore" {
+		return fakeStreamMonitor(args[2])
+	}
 	if len(args) != 3 || args[0] != "__monitor" || args[1] != "--adopt" {
 		fmt.Fprintf(os.Stderr, "fake xl: unexpected arguments %q\n", args)
 		return 2

@@ -44,7 +44,20 @@ type CreateOptions struct {
 	// Restore is xl restore's snapshot: the first hv starts from it
 	// (hv --restore) instead of the kernel; a restart boots the kernel.
 	Restore string
+	// Stream, instead of Restore, is a snapshot stream (xl
+	// migrate-receive's pipe): the monitor's descriptor monitorStreamFD,
+	// then the first hv's, which reads it as it comes. The caller keeps
+	// and closes its copy.
+	Stream *os.File
 }
+
+// monitorStreamFD is CreateOptions.Stream's descriptor in the monitor,
+// after the readiness pipe (3): `xl __monitor --restore fd=4 ID`.
+const monitorStreamFD = 4
+
+// StreamArg is --restore's value for a stream on descriptor fd, to the
+// monitor and to the hv.
+func StreamArg(fd int) string { return "fd=" + strconv.Itoa(fd) }
 
 // Reserve takes the domain's ID and name under the lock and writes its
 // record in state "creating", so that of two concurrent creates with one
@@ -152,20 +165,25 @@ func (t *Toolstack) StartMonitor(r *Record, opt CreateOptions) error {
 	if opt.Paused {
 		args = append(args, "-p")
 	}
-	if opt.Restore != "" {
+	var files []*os.File
+	switch {
+	case opt.Stream != nil:
+		args = append(args, "--restore", StreamArg(monitorStreamFD))
+		files = append(files, opt.Stream)
+	case opt.Restore != "":
 		args = append(args, "--restore", opt.Restore)
 	}
-	if err := t.spawnMonitor(r.ID, append(args, strconv.Itoa(r.ID)), 0); err != nil {
+	if err := t.spawnMonitor(r.ID, append(args, strconv.Itoa(r.ID)), 0, files...); err != nil {
 		_ = t.removeLocked(r.ID)
 		return err
 	}
 	return nil
 }
 
-// spawnMonitor starts `xl ARGS` detached, as domain id's monitor, and
-// waits for its one-line word on the readiness pipe: "ok", or why it
-// failed. A timeout > 0 bounds that wait.
-func (t *Toolstack) spawnMonitor(id int, args []string, timeout time.Duration) error {
+// spawnMonitor starts `xl ARGS` detached, as domain id's monitor, with
+// files as its descriptors 4 on, and waits for its one-line word on the
+// readiness pipe: "ok", or why it failed. A timeout > 0 bounds that wait.
+func (t *Toolstack) spawnMonitor(id int, args []string, timeout time.Duration, files ...*os.File) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("toolstack: %w", err)
@@ -179,7 +197,7 @@ func (t *Toolstack) spawnMonitor(id int, args []string, timeout time.Duration) e
 	defer log.Close()
 	cmd := exec.Command(t.XL, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.ExtraFiles = []*os.File{pw} // fd 3: the readiness pipe
+	cmd.ExtraFiles = append([]*os.File{pw}, files...) // fd 3: the readiness pipe
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Like xl's daemonised monitor, do not pin the caller's directory.
 	cmd.Dir = "/"
@@ -251,9 +269,9 @@ func (r *Record) monitorAlive() bool {
 var errNotUp = errors.New("hv did not come up")
 
 // waitUp polls the control socket until the hv answers (true), the hv
-// exits (false, its wait error) or startTimeout passes (false, errNotUp).
-func waitUp(sock string, exited chan error) (bool, error) {
-	deadline := time.Now().Add(startTimeout)
+// exits (false, its wait error) or timeout passes (false, errNotUp).
+func waitUp(sock string, exited chan error, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
 	// Poll fast at first (a micro-guest's hv answers within a few ms),
 	// then back off.
 	interval := 500 * time.Microsecond
@@ -390,13 +408,20 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		start := time.Now()
 		// -p applies to the creation only: a domain restarted by
 		// on_reboot runs at once, as in xl.
-		restore := ""
+		restore, files, upTimeout := "", taps, startTimeout
 		if first {
 			restore = opt.Restore
 		}
+		if first && opt.Stream != nil {
+			// The hv answers once it has read the whole stream, which
+			// takes as long as the sender takes to send it.
+			restore = StreamArg(3 + len(taps))
+			files = append(taps[:len(taps):len(taps)], opt.Stream)
+			upTimeout += liveSaveTimeout(r.Config.MemoryMiB)
+		}
 		newCmd := func() *exec.Cmd {
 			cmd := exec.Command(t.HV, append(jr.hvArgs(), t.hvArgs(r, opt.Paused && first, restore)...)...)
-			cmd.ExtraFiles = taps
+			cmd.ExtraFiles = files
 			cmd.Stdout, cmd.Stderr = hvlog, hvlog
 			// The hv gets its own session (a signal to xl's terminal
 			// or to the monitor's group never reaches a guest), its
@@ -422,8 +447,9 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		hvlog.Close()
 		jr.close()
 		// From here the hv holds the only descriptors to its taps, so
-		// the kernel removes them when it ends, however it ends.
-		closeAll(taps)
+		// the kernel removes them when it ends, however it ends. A
+		// stream is the hv's alone to read.
+		closeAll(files)
 		if err != nil {
 			return failStart(fmt.Errorf("toolstack: start %s: %w", t.HV, err))
 		}
@@ -453,7 +479,7 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			return err
 		}
 
-		up, waitErr := waitUp(r.Control, exited)
+		up, waitErr := waitUp(r.Control, exited, upTimeout)
 		if up {
 			// Fail closed: the hv answers only once jailed; check
 			// from outside that it is.
@@ -468,7 +494,7 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 		} else if waitErr == errNotUp {
 			_ = cmd.Process.Kill()
 			<-exited
-			return failStart(fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, startTimeout, logTail(t.State.HVLog(id))))
+			return failStart(fmt.Errorf("toolstack: hv did not answer on %s within %v%s", r.Control, upTimeout, logTail(t.State.HVLog(id))))
 		}
 		reason, detail := exitReason(r.Control, start, waitErr)
 		if reason == "killed" {

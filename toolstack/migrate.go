@@ -2,6 +2,7 @@ package toolstack
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
@@ -19,9 +21,9 @@ import (
 // (SSHCOMMAND HOST xl migrate-receive), waits for its banner and has its
 // hv save the domain live (control.Request.Live, after=pause) into the
 // receiver's stdin: RAM goes while the domain runs, in rounds, and the
-// hv pauses it only for the last (docs/snapshot.md). The receiver keeps
-// the stream in a file in its state directory, restores it, and answers
-// one line. The sender then destroys its domain, or on any failure
+// hv pauses it only for the last (docs/snapshot.md). The receiver decides
+// on the stream's header, starts a new hv that restores from the rest as
+// it comes, and answers one line. The sender then destroys its domain, or on any failure
 // resumes it and leaves nothing on the target.
 
 // The receiver's words on its stdout, one line each: the banner when it
@@ -37,8 +39,8 @@ const (
 const (
 	// The receiver's banner: an ssh connection and an xl starting.
 	defaultReadyTimeout = 60 * time.Second
-	// Its answer once the stream is sent: it restores, which is
-	// bounded by the monitor's own wait for the hv (startTimeout).
+	// Its answer once the stream is sent: its hv has read all but what
+	// the pipes hold, and starts within the monitor's startTimeout.
 	defaultAnswerTimeout = startTimeout + 30*time.Second
 	// How long a failed receiver gets to go once its pipes are closed
 	// before it is killed.
@@ -377,12 +379,19 @@ func (t *Toolstack) resume(r *Record) error {
 	}
 }
 
-// MigrateReceive is xl migrate-receive: it says it is ready on out,
-// keeps the stream from in in a temporary file of the state directory,
-// restores the domain from it (opt as for xl restore) and answers
-// "restored ID", or "error: WHY" and the error. The file is removed
-// either way. A restored domain whose answer cannot be delivered (the
-// sender is gone) is destroyed, so that it does not run twice.
+// maxHeaderStream bounds what migrate-receive reads of the stream before
+// it decides: the header's JSON is at most snapshot.MaxHeader, in chunks
+// that carry at least one byte for 5 of framing, and the snapshot reader
+// reads ahead by at most 64 KiB.
+const maxHeaderStream = 6*snapshot.MaxHeader + 128<<10
+
+// MigrateReceive is xl migrate-receive: it says it is ready on out, reads
+// the header of the stream from in and decides on it (opt as for xl
+// restore), and has the new domain's hv restore from the stream as it
+// comes: the hv gets a pipe that carries the bytes read for the header,
+// then the rest of in. It answers "restored ID", or "error: WHY" and the
+// error. A restored domain whose answer cannot be delivered (the sender
+// is gone) is destroyed, so that it does not run twice.
 func (t *Toolstack) MigrateReceive(in io.Reader, out io.Writer, opt RestoreOptions) (id int, err error) {
 	if _, err := fmt.Fprintln(out, ReceiverReady); err != nil {
 		return 0, fmt.Errorf("toolstack: migrate-receive: %w", err)
@@ -393,33 +402,66 @@ func (t *Toolstack) MigrateReceive(in io.Reader, out io.Writer, opt RestoreOptio
 			fmt.Fprintln(out, receiverFailed+msg)
 		}
 	}()
-	f, err := os.CreateTemp(t.State.Dir, "incoming-*.snap")
+	var head bytes.Buffer
+	h, sd, err := readSnapshotHeader(io.TeeReader(io.LimitReader(in, maxHeaderStream), &head), "the stream")
+	if err != nil {
+		return 0, err
+	}
+	p, err := checkRestore(h, sd, "the stream", opt)
+	if err != nil {
+		return 0, err
+	}
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, fmt.Errorf("toolstack: migrate-receive: %w", err)
 	}
-	path := f.Name()
-	defer os.Remove(path)
-	n, err := io.Copy(f, io.LimitReader(in, snapshot.MaxSize+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	// Ours is closed once the monitor is done: the hv's and the
+	// monitor's ends are then the pipe's last, and a write after the hv
+	// ended fails at once.
+	defer pr.Close()
+	fed := make(chan error, 1)
+	go func() { fed <- feed(pw, head.Bytes(), in) }()
+	rec, err := t.Restore(p, CreateOptions{Paused: opt.Paused, Stream: pr})
 	if err != nil {
-		return 0, fmt.Errorf("toolstack: migrate-receive: reading the stream after %d bytes: %w", n, err)
-	}
-	if n > snapshot.MaxSize {
-		return 0, fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the most a live save of the largest domain sends", snapshot.MaxSize)
-	}
-	p, err := CheckRestore(path, opt)
-	if err != nil {
+		// The hv's reason comes first; the feed's only if it has one
+		// other than the hv having gone.
+		select {
+		case ferr := <-fed:
+			if ferr != nil && !errors.Is(ferr, syscall.EPIPE) {
+				err = errors.Join(err, ferr)
+			}
+		default:
+		}
 		return 0, err
 	}
-	rec, err := t.Restore(p, path, opt.Paused)
-	if err != nil {
-		return 0, err
+	// The hv answers only after the end of the stream, which the feed
+	// passes on when it ends.
+	if ferr := <-fed; ferr != nil {
+		derr := t.Destroy(strconv.Itoa(rec.ID))
+		return 0, errors.Join(ferr, derr)
 	}
 	if _, err := fmt.Fprintf(out, "%s%d\n", receiverOK, rec.ID); err != nil {
 		derr := t.Destroy(strconv.Itoa(rec.ID))
 		return 0, errors.Join(fmt.Errorf("toolstack: migrate-receive: the sender did not get the answer (%w): domain %s (ID %d) destroyed", err, rec.Name, rec.ID), derr)
 	}
 	return rec.ID, nil
+}
+
+// feed writes head, then the rest of in, to the hv's pipe w, and closes
+// it, so that the hv sees the stream end where in ends. A stream longer
+// than snapshot.MaxSize is cut there, which the hv refuses.
+func feed(w *os.File, head []byte, in io.Reader) error {
+	defer w.Close()
+	if _, err := w.Write(head); err != nil {
+		return fmt.Errorf("toolstack: migrate-receive: passing the stream to the hv: %w", err)
+	}
+	rest := snapshot.MaxSize - int64(len(head))
+	n, err := io.Copy(w, io.LimitReader(in, rest+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("toolstack: migrate-receive: passing the stream to the hv after %d bytes: %w", int64(len(head))+n, err)
+	case n > rest:
+		return fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the most a live save of the largest domain sends", snapshot.MaxSize)
+	}
+	return nil
 }

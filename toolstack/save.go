@@ -3,6 +3,7 @@ package toolstack
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -139,9 +140,16 @@ func ReadSnapshotHeader(path string) (snapshot.Header, *SavedDomain, error) {
 		return snapshot.Header{}, nil, fmt.Errorf("toolstack: restore: %w", err)
 	}
 	defer f.Close()
-	sr, err := snapshot.NewReader(f)
+	return readSnapshotHeader(f, path)
+}
+
+// readSnapshotHeader is ReadSnapshotHeader on the stream r, called name
+// in errors. It reads the header and what the snapshot reader reads
+// ahead, and nothing more.
+func readSnapshotHeader(r io.Reader, name string) (snapshot.Header, *SavedDomain, error) {
+	sr, err := snapshot.NewReader(r)
 	if err != nil {
-		return snapshot.Header{}, nil, fmt.Errorf("toolstack: restore: %s: %w", path, err)
+		return snapshot.Header{}, nil, fmt.Errorf("toolstack: restore: %s: %w", name, err)
 	}
 	h := sr.Header()
 	if len(h.Config) == 0 {
@@ -149,10 +157,10 @@ func ReadSnapshotHeader(path string) (snapshot.Header, *SavedDomain, error) {
 	}
 	var sd SavedDomain
 	if err := json.Unmarshal(h.Config, &sd); err != nil {
-		return h, nil, fmt.Errorf("toolstack: restore: %s: the domain config in the snapshot's header: %w", path, err)
+		return h, nil, fmt.Errorf("toolstack: restore: %s: the domain config in the snapshot's header: %w", name, err)
 	}
 	if sd.Version != savedVersion || sd.Config == nil {
-		return h, nil, fmt.Errorf("toolstack: restore: %s: the domain config in the snapshot's header has version %d and config %v; this xl reads version %d", path, sd.Version, sd.Config != nil, savedVersion)
+		return h, nil, fmt.Errorf("toolstack: restore: %s: the domain config in the snapshot's header has version %d and config %v; this xl reads version %d", name, sd.Version, sd.Config != nil, savedVersion)
 	}
 	return h, &sd, nil
 }
@@ -180,10 +188,17 @@ func CheckRestore(path string, opt RestoreOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkRestore(h, sd, path, opt)
+}
+
+// checkRestore is CheckRestore's decision on a header and SavedDomain
+// already read, from the snapshot that refusals call name: a file's path,
+// or migrate-receive's stream, which it decides on before the rest comes.
+func checkRestore(h snapshot.Header, sd *SavedDomain, name string, opt RestoreOptions) (*Plan, error) {
 	cfg := opt.Config
 	switch {
 	case cfg == nil && sd == nil:
-		return nil, &Refusal{Check: "snapshot", File: path, Rule: "config", Msg: "the snapshot carries no domain config (it was not written by xl save); give one: xl restore CFG FILE"}
+		return nil, &Refusal{Check: "snapshot", File: name, Rule: "config", Msg: "the snapshot carries no domain config (it was not written by xl save); give one: xl restore CFG FILE"}
 	case cfg == nil:
 		cfg = sd.Config
 	case sd != nil:
@@ -192,7 +207,7 @@ func CheckRestore(path string, opt RestoreOptions) (*Plan, error) {
 		cfg = &c
 	}
 	refuse := func(rule, format string, a ...any) error {
-		return &Refusal{Check: "snapshot", File: path, Rule: rule, Msg: fmt.Sprintf(format, a...)}
+		return &Refusal{Check: "snapshot", File: name, Rule: rule, Msg: fmt.Sprintf(format, a...)}
 	}
 	if cfg.MemoryMiB != int64(h.MemoryMiB) || cfg.VCPUs != h.VCPUs {
 		return nil, refuse("size", "the snapshot holds %d MiB and %d vCPUs, the config says memory = %d and vcpus = %d; a domain is restored as it was saved", h.MemoryMiB, h.VCPUs, cfg.MemoryMiB, cfg.VCPUs)
@@ -223,7 +238,7 @@ func CheckRestore(path string, opt RestoreOptions) (*Plan, error) {
 	if err != nil {
 		return p, refuse("syntax", "interface %q: %v", h.Interface, err)
 	}
-	from := fmt.Sprintf("%s (snapshot of hv %s, build %s)", path, h.Release, h.BuildID)
+	from := fmt.Sprintf("%s (snapshot of hv %s, build %s)", name, h.Release, h.BuildID)
 	if p.Guest == "" {
 		p.Guest, p.Declared = h.Interface, from
 	}
@@ -235,18 +250,19 @@ func CheckRestore(path string, opt RestoreOptions) (*Plan, error) {
 	return p, nil
 }
 
-// Restore starts the domain of the snapshot at path under a new ID, with
-// its name and UUID (xl restore): p is CheckRestore's plan. It reserves
+// Restore starts the domain of a snapshot under a new ID, with its name
+// and UUID (xl restore, xl migrate-receive): p is CheckRestore's plan,
+// opt.Restore the snapshot's path or opt.Stream the stream. It reserves
 // the ID (refused if the name is in use), and the monitor starts the hv
-// with --restore PATH instead of a kernel, jailed, in its cgroup and with
-// its taps, as a create does. It returns once the hv answers, or with
-// why it did not start and nothing left.
-func (t *Toolstack) Restore(p *Plan, path string, paused bool) (*Record, error) {
+// with --restore instead of a kernel, jailed, in its cgroup and with its
+// taps, as a create does. It returns once the hv answers, or with why it
+// did not start and nothing left.
+func (t *Toolstack) Restore(p *Plan, opt CreateOptions) (*Record, error) {
 	rec, err := t.Reserve(p)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.StartMonitor(rec, CreateOptions{Paused: paused, Restore: path}); err != nil {
+	if err := t.StartMonitor(rec, opt); err != nil {
 		return nil, err
 	}
 	return rec, nil

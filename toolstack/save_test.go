@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -471,5 +473,134 @@ func TestHVArgsRestore(t *testing.T) {
 	// A restart boots the kernel.
 	if args := strings.Join(ts.hvArgs(r, false, ""), " "); !strings.Contains(args, "--kernel /k") || !strings.Contains(args, "--interface 1.2") {
 		t.Errorf("hv args of a restart: %s", args)
+	}
+}
+
+// fakeStreamMonitor is `xl __monitor --restore fd=4 ID` for the tests
+// of migrate-receive: it reads the stream on fd 4 as the monitor's hv
+// would, to its end, keeps it in the state directory's "fed", and says
+// "ok". With XENO_TEST_FAKE_HV_REFUSES set it reads that many bytes and
+// fails instead, as an hv that refuses the stream does.
+func fakeStreamMonitor(arg string) int {
+	ready := os.NewFile(3, "ready")
+	defer ready.Close()
+	if arg != StreamArg(monitorStreamFD) {
+		fmt.Fprintf(ready, "fake monitor: --restore %s, want %s\n", arg, StreamArg(monitorStreamFD))
+		return 2
+	}
+	stream := os.NewFile(monitorStreamFD, "stream")
+	if n, err := strconv.ParseInt(os.Getenv("XENO_TEST_FAKE_HV_REFUSES"), 10, 64); err == nil {
+		_, err := io.CopyN(io.Discard, stream, n)
+		stream.Close()
+		fmt.Fprintf(ready, "hv: --restore fd=5: snapshot: refused after %d bytes (%v)\n", n, err)
+		return 1
+	}
+	b, err := io.ReadAll(stream)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(StateDirFromEnv(), "fed"), b, 0o600)
+	}
+	if err != nil {
+		fmt.Fprintln(ready, err)
+		return 1
+	}
+	fmt.Fprint(ready, "ok\n")
+	return 0
+}
+
+// snapBytes is a snapshot with header h and no other section.
+func snapBytes(t *testing.T, h snapshot.Header) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := snapshot.NewWriter(&b, h)
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// zeros yields n zero bytes and counts what was read of it.
+type zeros struct{ n, read int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n == 0 {
+		return 0, io.EOF
+	}
+	k := min(int64(len(p)), z.n)
+	clear(p[:k])
+	z.n -= k
+	z.read += k
+	return int(k), nil
+}
+
+// migrate-receive decides on the stream's header before it reads the
+// rest: a refused one is refused with the reason, having read no more
+// than the header's bound, starting nothing and leaving nothing.
+func TestMigrateReceiveDecidesOnTheHeader(t *testing.T) {
+	ts := newToolstack(t)
+	cfg := &Config{Name: "web", UUID: NewUUID(), MemoryMiB: 64, VCPUs: 1}
+	hv130dev := abi.Build{Release: abi.Release{Major: 1, Minor: 3, Patch: 0, Dev: true}, BuildID: "b4"}
+	rest := &zeros{n: 256 << 20}
+	var out bytes.Buffer
+	_, err := ts.MigrateReceive(io.MultiReader(bytes.NewReader(snapBytes(t, savedHeader(t, "1.3-dev@b9", cfg))), rest), &out, RestoreOptions{Build: hv130dev})
+	var ref *Refusal
+	if !errors.As(err, &ref) || ref.Check != "interface" || ref.Rule != abi.RuleDevOtherBuild || !strings.Contains(err.Error(), "the stream (snapshot of hv 1.2.0, build b0)") {
+		t.Fatalf("MigrateReceive of another build's dev snapshot: %v", err)
+	}
+	if rest.read > maxHeaderStream {
+		t.Errorf("read %d bytes past the header before deciding; the bound is %d", rest.read, maxHeaderStream)
+	}
+	if !strings.HasPrefix(out.String(), ReceiverReady+"\nerror: toolstack: refused (interface") {
+		t.Errorf("the receiver said %q", out.String())
+	}
+	if recs, _ := ts.State.Records(); len(recs) != 0 {
+		t.Errorf("left %d records", len(recs))
+	}
+}
+
+// An admitted stream goes to the monitor, and on to the hv, whole: from
+// its first byte, the header that migrate-receive read included, to its
+// last. One the hv refuses leaves no record, and the answer says why.
+func TestMigrateReceiveFeedsTheStream(t *testing.T) {
+	ts := newToolstack(t)
+	ts.XL = os.Args[0]
+	t.Setenv("XENO_TEST_FAKE_XL", "1")
+	cfg := &Config{Name: "web", UUID: NewUUID(), MemoryMiB: 64, VCPUs: 1}
+	hv123 := abi.Build{Release: abi.Release{Major: 1, Minor: 2, Patch: 3}, BuildID: "b3"}
+	// The hv reads to the end; the trailer is its to check, so a tail
+	// of anything shows where the stream ended.
+	stream := append(snapBytes(t, savedHeader(t, "1.2", cfg)), bytes.Repeat([]byte("0123456789abcdef"), 1<<16)...)
+	var out bytes.Buffer
+	id, err := ts.MigrateReceive(bytes.NewReader(stream), &out, RestoreOptions{Build: hv123})
+	if err != nil {
+		t.Fatalf("MigrateReceive: %v (said %q)", err, out.String())
+	}
+	fed, err := os.ReadFile(filepath.Join(ts.State.Dir, "fed"))
+	if err != nil || !bytes.Equal(fed, stream) {
+		t.Fatalf("the hv got %d bytes (%v), want the %d of the stream", len(fed), err, len(stream))
+	}
+	if want := fmt.Sprintf("%s\n%s%d\n", ReceiverReady, receiverOK, id); out.String() != want {
+		t.Errorf("the receiver said %q, want %q", out.String(), want)
+	}
+	if r, err := ts.State.Load(id); err != nil || r.Name != "web" || r.UUID != cfg.UUID {
+		t.Errorf("the record: %+v, %v", r, err)
+	}
+
+	ts = newToolstack(t)
+	ts.XL = os.Args[0]
+	t.Setenv("XENO_TEST_FAKE_HV_REFUSES", "1000")
+	out.Reset()
+	start := time.Now()
+	_, err = ts.MigrateReceive(io.MultiReader(bytes.NewReader(stream), &zeros{n: 1 << 40}), &out, RestoreOptions{Build: hv123})
+	if err == nil || !strings.Contains(err.Error(), "refused after 1000 bytes") || !strings.Contains(out.String(), "error: hv: --restore fd=5") {
+		t.Fatalf("MigrateReceive to an hv that refuses: %v (said %q)", err, out.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the refusal took %v", d)
+	}
+	if recs, _ := ts.State.Records(); len(recs) != 0 {
+		t.Errorf("left %d records", len(recs))
 	}
 }

@@ -206,8 +206,9 @@ func printPlan(io IO, p *toolstack.Plan) {
 	}
 }
 
-// monitorCmd is `xl __monitor [-p] [--restore FILE] ID`, the monitor xl
-// create and xl restore start,
+// monitorCmd is `xl __monitor [-p] [--restore FILE|fd=FD] ID`, the
+// monitor xl create, xl restore and xl migrate-receive (a stream on FD)
+// start,
 // and `xl __monitor --adopt ID`, the one that takes over a domain whose
 // monitor died.
 func monitorCmd(io IO, args []string) error {
@@ -252,7 +253,19 @@ func monitorCmd(io IO, args []string) error {
 	if adopt {
 		return ts.Adopt(id, tell)
 	}
-	return ts.Monitor(id, toolstack.CreateOptions{Paused: paused, Restore: restore}, tell)
+	opt := toolstack.CreateOptions{Paused: paused, Restore: restore}
+	if v, ok := strings.CutPrefix(restore, "fd="); ok {
+		fd, err := strconv.Atoi(v)
+		if err != nil || fd <= 3 {
+			return usagef("--restore %s: want a file or fd=FD, a descriptor after the readiness pipe", restore)
+		}
+		// Like the readiness pipe: the hv gets it as one of its
+		// ExtraFiles, not by inheritance.
+		unix.CloseOnExec(fd)
+		opt.Restore, opt.Stream = "", os.NewFile(uintptr(fd), "snapshot stream")
+		defer opt.Stream.Close()
+	}
+	return ts.Monitor(id, opt, tell)
 }
 
 // adoptCmd is `xl monitor --adopt DOM`: it gives a domain whose monitor

@@ -96,7 +96,7 @@ func restoreCmd(io IO, args []string) error {
 	if _, err := selected(io, ts, nil); err != nil {
 		return err
 	}
-	rec, err := ts.Restore(p, file, paused)
+	rec, err := ts.Restore(p, toolstack.CreateOptions{Paused: paused, Restore: file})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/xeno-hv/xeno/hv/jail"
@@ -13,6 +14,7 @@ import (
 	"github.com/xeno-hv/xeno/hv/snapshot"
 	"github.com/xeno-hv/xeno/hv/vm"
 	"github.com/xeno-hv/xeno/internal/hostfile"
+	"golang.org/x/sys/unix"
 )
 
 // dirFlags is a repeatable flag of directories.
@@ -50,7 +52,7 @@ type opened struct {
 	kvm            *os.File
 	kernel, initrd *os.File
 	disks          []*os.File
-	snapshot       *os.File // --restore's
+	snapshot       *os.File // --restore's file or stream
 	snapPath       string
 }
 
@@ -71,7 +73,7 @@ func (j jailSpec) enter(kernel, initrd, restore string, disks []vm.Disk) (*opene
 	o := &opened{}
 	var err error
 	if restore != "" {
-		if o.snapshot, err = openSnapshotFile(restore); err != nil {
+		if o.snapshot, err = openSnapshot(restore); err != nil {
 			return nil, err
 		}
 		o.snapPath = restore
@@ -130,21 +132,42 @@ func (o *opened) read(path string, limit int64) ([]byte, error) {
 	return hostfile.ReadRegular(path, limit)
 }
 
-func openSnapshotFile(path string) (*os.File, error) {
-	f, _, err := hostfile.OpenRegular(path, snapshot.MaxSize)
-	if err != nil {
-		return nil, fmt.Errorf("--restore: %w", err)
+// openSnapshot opens --restore's snapshot: fd=N, a stream on a
+// descriptor the parent left open across exec (xl migrate-receive's
+// pipe), or the path of a regular file.
+func openSnapshot(restore string) (*os.File, error) {
+	v, ok := strings.CutPrefix(restore, "fd=")
+	if !ok {
+		f, _, err := hostfile.OpenRegular(restore, snapshot.MaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("--restore: %w", err)
+		}
+		return f, nil
 	}
-	return f, nil
+	fd, err := strconv.ParseUint(v, 10, 31)
+	if err == nil && fd <= 2 {
+		err = errors.New("is stdin, stdout or stderr")
+	}
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--restore %s: %w", restore, err)}
+	}
+	// Checked here, where a bad number is a clear error, rather than
+	// as a read that fails later in the snapshot's reader.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fd), &st); err != nil {
+		return nil, fmt.Errorf("--restore %s: %w", restore, err)
+	}
+	unix.CloseOnExec(int(fd))
+	return os.NewFile(uintptr(fd), restore), nil
 }
 
-// snapshotFile is the snapshot at path: the jailer's open file if it
+// snapshotFile is --restore's snapshot: the jailer's open file if it
 // opened it, else opened now.
-func (o *opened) snapshotFile(path string) (*os.File, error) {
-	if o != nil && o.snapshot != nil && o.snapPath == path {
+func (o *opened) snapshotFile(restore string) (*os.File, error) {
+	if o != nil && o.snapshot != nil && o.snapPath == restore {
 		return o.snapshot, nil
 	}
-	return openSnapshotFile(path)
+	return openSnapshot(restore)
 }
 
 // kvmFile is the jailer's /dev/kvm, nil if none.

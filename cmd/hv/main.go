@@ -182,7 +182,7 @@ func run(start time.Time, args []string, stdout, stderr io.Writer) int {
 		logPath   = fs.String("log", "", "write the hv's own messages (and stderr) to this file, capped with rotation to FILE.1")
 		conLog    = fs.String("console-log", "", "copy the guest's console output to this file, capped with rotation to FILE.1")
 		vsockFlag = fs.String("vsock", "", "virtio-vsock device cid=N,uds=PATH: the guest reaches PATH_PORT, host clients connect through PATH (docs/devices.md)")
-		restore   = fs.String("restore", "", "start the domain from this snapshot (docs/snapshot.md) instead of a kernel; --memory and --vcpus default to the snapshot's")
+		restore   = fs.String("restore", "", "start the domain from this snapshot (docs/snapshot.md) instead of a kernel: a file, or fd=FD, a stream on a descriptor left open across exec; --memory and --vcpus default to the snapshot's")
 		jailRoot  = fs.String("jail-root", "", "jailer: an empty directory to build the private root on (needs root and a mount namespace of its own; xl's default)")
 		jailUID   = fs.Int("jail-uid", -1, "jailer: the uid to run as once the files are open (with --jail-gid)")
 		jailGID   = fs.Int("jail-gid", -1, "jailer: the gid to run as once the files are open")

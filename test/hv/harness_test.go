@@ -77,9 +77,30 @@ func runHV(t testing.TB, args ...string) *run {
 // runHVLong is runHV with another bound.
 func runHVLong(t testing.TB, bound time.Duration, args ...string) *run {
 	t.Helper()
+	return runHVStream(t, bound, nil, args...)
+}
+
+// runHVStream is runHVLong with stream, if not nil, written to a pipe
+// that is the hv's descriptor 3, as xl migrate-receive hands one.
+func runHVStream(t testing.TB, bound time.Duration, stream []byte, args ...string) *run {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd, sock, stdout, stderr := hvCmd(t, ctx, args...)
+	if stream != nil {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Close()
+		cmd.ExtraFiles = []*os.File{pr}
+		go func() {
+			// An hv that refuses early stops reading: the write
+			// fails, which is not the test's concern.
+			_, _ = pw.Write(stream)
+			pw.Close()
+		}()
+	}
 	// An hv past its bound gets SIGQUIT first, as live.fatalf does, so
 	// that the failure shows where its goroutines (and vCPU threads) are.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }

@@ -167,18 +167,25 @@ func mustCreate(t *testing.T) *os.File {
 // why, and no Go panic.
 func restoreFails(t *testing.T, path string, extra ...string) string {
 	t.Helper()
-	r := runHV(t, append([]string{"--restore", path}, extra...)...)
+	return refused(t, path, runHV(t, append([]string{"--restore", path}, extra...)...)).stderr
+}
+
+// refused checks that r, an hv that restored path, refused it.
+func refused(t *testing.T, path string, r *run) *run {
+	t.Helper()
 	if r.code != control.ExitError || r.exit.Reason != control.ReasonError {
 		t.Fatalf("hv --restore %s: exit %d, %+v; want a refusal (code %d)\nstderr:\n%s", filepath.Base(path), r.code, r.exit, control.ExitError, r.stderr)
 	}
 	if strings.Contains(r.stderr, "panic:") || strings.Contains(r.stderr, "goroutine ") {
 		t.Fatalf("hv crashed on %s:\n%s", filepath.Base(path), r.stderr)
 	}
-	return r.stderr
+	return r
 }
 
 // TestRestoreRefusesDamage: a truncated snapshot and one with a bit
-// flipped are refused with the reason, before the guest runs a thing.
+// flipped are refused with the reason, before the guest runs a thing,
+// from a file and on a pipe (--restore fd=3, as xl migrate-receive
+// hands it) alike, in the same words.
 func TestRestoreRefusesDamage(t *testing.T) {
 	path, l := saveCounter(t, control.SaveDestroy)
 	l.wait(t)
@@ -205,14 +212,26 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		{"flipped-early", flip(good, 200), "snapshot"},
 		{"empty", nil, "snapshot"},
 	} {
-		stderr := restoreFails(t, write(c.name, c.data))
-		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "--restore") {
-			t.Errorf("%s: stderr does not say %q:\n%s", c.name, c.want, stderr)
+		p := write(c.name, c.data)
+		fromFile := refused(t, p, runHV(t, "--restore", p))
+		if !strings.Contains(fromFile.stderr, c.want) || !strings.Contains(fromFile.stderr, "--restore") {
+			t.Errorf("%s: stderr does not say %q:\n%s", c.name, c.want, fromFile.stderr)
 		}
-		if strings.Contains(stderr, "XTF COUNT") {
+		if strings.Contains(fromFile.stderr, "XTF COUNT") {
 			t.Errorf("%s: the guest ran", c.name)
 		}
+		if c.data == nil {
+			continue // a file of no bytes; a pipe of none is the next case's cut
+		}
+		fromPipe := refused(t, c.name+" on a pipe", runHVStream(t, 30*time.Second, c.data, "--restore", "fd=3"))
+		if want := strings.ReplaceAll(fromFile.exit.Detail, p, "fd=3"); fromPipe.exit.Detail != want {
+			t.Errorf("%s on a pipe: refused with %q; from the file: %q", c.name, fromPipe.exit.Detail, want)
+		}
+		if strings.Contains(fromPipe.stdout, "XTF COUNT") {
+			t.Errorf("%s on a pipe: the guest ran", c.name)
+		}
 	}
+
 	// A snapshot whose size the command line contradicts: both numbers.
 	stderr := restoreFails(t, path, "--memory", "128")
 	if !strings.Contains(stderr, "64 MiB") || !strings.Contains(stderr, "128") {

@@ -227,6 +227,29 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	if d := e.dom("ctr"); d == nil || d.ID != prev || d.State == "--p---" {
 		t.Fatalf("the source after a failed migration: %+v", d)
 	}
+
+	// A stream cut in the middle: the receiver's input ends after 16
+	// KiB, past the header and in the first round's pages (this guest's
+	// stream is about 100 KiB), so that its hv has started and is
+	// restoring. That hv refuses the stream as truncated, in its words;
+	// nothing of it is left on the target (record, directory or
+	// process), and the source runs on.
+	cut := e.write("cutrecv", "#!/bin/sh\nhead -c 16384 | exec "+e.xl+" migrate-receive\n")
+	if err := os.Chmod(cut, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code = e.run("migrate", "-s", "", "ctr", cut)
+	if code != 1 || !strings.Contains(errs, "runs on here") || !strings.Contains(errs, "--restore fd=") || !strings.Contains(errs, "truncated") || strings.Contains(errs, "panic") {
+		t.Fatalf("a migration cut after 16 KiB: exit %d: %s", code, errs)
+	}
+	t.Logf("a migration cut after 16 KiB: %s", errs)
+	if d := e.dom("ctr"); d == nil || d.ID != prev || d.State == "--p---" || len(e.list()) != 1 {
+		t.Fatalf("after a cut migration: %+v among %+v", d, e.list())
+	}
+	e.waitFor("only the source's hv and directory", 5*time.Second, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(e.state, "domains"))
+		return len(ents) == 1 && ents[0].Name() == strconv.Itoa(prev) && len(e.hvProcesses()) == 1
+	})
 	e.mustRun("destroy", "ctr")
 
 	// Damaged snapshots: refused with the reason, nothing listed.
@@ -253,6 +276,18 @@ func TestSaveRestoreMigrate(t *testing.T) {
 		}
 	}
 	e.assertClean()
+}
+
+// hvProcesses are the pids of the hv processes of e's domains.
+func (e *env) hvProcesses() []int {
+	var hvs []int
+	for _, pid := range e.processes() {
+		cl, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if argv0, _, _ := strings.Cut(string(cl), "\x00"); argv0 == e.hv {
+			hvs = append(hvs, pid)
+		}
+	}
+	return hvs
 }
 
 func flip(b []byte, i int) []byte {
