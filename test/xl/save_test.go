@@ -367,7 +367,17 @@ for r in 1 2 3; do
 	echo "LC: round $r: saved ($size bytes) and restored in $((t1-t0)) s, ID $id -> $(xl domid sv), uptime $prev -> $u"
 	prev=$u
 	id=$(xl domid sv)
-	out=$(timeout 300 xl migrate -s "" --debug sv "xl migrate-receive" 2>&1) || fail "round $r: xl migrate: $out"
+	# The source's logs go with its domain directory; keep their ends
+	# for a failed migration (CI25: the source ended during round 0).
+	tail -f $XENO_STATE_DIR/domains/$id/hv/hv.log > /tmp/src-hv.log 2>/dev/null & th=$!
+	tail -c 2000 -f $XENO_STATE_DIR/domains/$id/hv/console.log > /tmp/src-con.log 2>/dev/null & tc=$!
+	out=$(timeout 300 xl migrate -s "" --debug sv "xl migrate-receive" 2>&1) ||
+		fail "round $r: xl migrate: $out
+--- the source's hv.log:
+$(tail -n 30 /tmp/src-hv.log)
+--- the source's console:
+$(tail -c 2000 /tmp/src-con.log)"
+	kill $th $tc 2>/dev/null
 	live=$(echo "$out" | grep '^Live migration: ')
 	[ -n "$live" ] || fail "round $r: xl migrate reported no live migration: $out"
 	[ "$(xl domid sv)" != "$id" ] || fail "round $r: migrated under the same ID"
