@@ -228,11 +228,18 @@ func (s *State) Load(id int) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("toolstack: %s: %w", s.recordPath(id), err)
 	}
-	if r.Config == nil || r.ID != id {
-		return nil, fmt.Errorf("toolstack: %s: not a domain record (no config, or ID %d in directory %d)", s.recordPath(id), r.ID, id)
+	if r.Config == nil {
+		return nil, fmt.Errorf("toolstack: %s: not a domain record (no config)", s.recordPath(id))
+	}
+	if r.ID != id {
+		return nil, fmt.Errorf("toolstack: %s: %w: ID %d in directory %d", s.recordPath(id), errMisplaced, r.ID, id)
 	}
 	return &r, nil
 }
+
+// errMisplaced is a record whose ID is not its directory's: a restart
+// (renumber) has moved the directory and not yet rewritten the record.
+var errMisplaced = errors.New("not this directory's record")
 
 // Remove deletes domain id's directory: record, sockets and logs.
 func (s *State) Remove(id int) error {
@@ -245,24 +252,48 @@ func (s *State) Remove(id int) error {
 // Records returns every record, by ID. Unreadable ones are skipped: a
 // record being written is renamed into place whole.
 func (s *State) Records() ([]*Record, error) {
+	// Readers take no lock (a caller may hold it), and a restart renames
+	// its domain's directory and then rewrites the record under it: a
+	// domain caught in between would be missing from the list, so xl
+	// list would not show it and xl destroy NAME would not find it. A
+	// listing that meets a vanished or misplaced record is read again.
+	for try := 1; ; try++ {
+		out, moving, err := s.records()
+		if err != nil || !moving || try == recordsTries {
+			return out, err
+		}
+		time.Sleep(time.Duration(try) * time.Millisecond)
+	}
+}
+
+// recordsTries bounds Records' re-reads: about 50 ms in all, far more
+// than a renumber takes.
+const recordsTries = 10
+
+// records is one listing; moving says a record vanished or was
+// misplaced under it.
+func (s *State) records() (out []*Record, moving bool, err error) {
 	ents, err := os.ReadDir(filepath.Join(s.Dir, domainsDir))
 	if err != nil {
-		return nil, fmt.Errorf("toolstack: %w", err)
+		return nil, false, fmt.Errorf("toolstack: %w", err)
 	}
-	var out []*Record
 	for _, e := range ents {
 		id, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		r, err := s.Load(id)
+		var nd *NoDomainError
+		if errors.As(err, &nd) || errors.Is(err, errMisplaced) {
+			moving = true
+		}
 		if err != nil {
 			continue
 		}
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out, moving, nil
 }
 
 // NoDomainError says a DOM argument matched no domain.

@@ -142,3 +142,46 @@ func TestInspectDeadHV(t *testing.T) {
 		t.Error("reused pid taken for the hv")
 	}
 }
+
+// A domain that restarts (its directory renamed to the new ID, then its
+// record rewritten) is never missing from a listing taken meanwhile:
+// xl list must show it and xl destroy NAME must find it.
+func TestRecordsDuringRestart(t *testing.T) {
+	ts := newToolstack(t)
+	r, err := ts.Reserve(plan("spin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.ID
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			nr, err := ts.update(id, func(r *Record) error { return ts.renumber(r) })
+			if err != nil {
+				done <- err
+				return
+			}
+			id = nr.ID
+		}
+	}()
+	missed := 0
+	for i := 0; i < 2000; i++ {
+		if _, err := ts.State.Find("spin"); err != nil {
+			missed++
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if missed > 0 {
+		t.Errorf("the restarting domain was missing from %d of 2000 listings", missed)
+	}
+}
