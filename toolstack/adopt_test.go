@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -259,6 +260,27 @@ func TestAdoptRestart(t *testing.T) {
 	// The new hv ran (and failed): a restart, not a failed create.
 	if nr.ID <= r.ID || nr.Restarts != 1 || nr.State != StateCrashed || nr.ExitReason != control.ReasonError {
 		t.Errorf("restarted record %+v", nr)
+	}
+}
+
+// A restart whose hv cannot even start keeps the domain, crashed, with
+// the reason: nobody waits on a restart to hear it, so removing the
+// record would lose the domain without a word.
+func TestRestartThatCannotStartIsKept(t *testing.T) {
+	ts := newToolstack(t)
+	ts.HV = filepath.Join(t.TempDir(), "no-such-hv")
+	r := orphan(t, ts, "rf", 0, 0, func(r *Record) { r.OnPoweroff, r.AllowUnjailed = ActionRestart, Layers })
+	writeExit(t, r, control.ReasonPoweroff, time.Now())
+	if err := ts.Adopt(r.ID, func(error) {}); err == nil || !strings.Contains(err.Error(), "no-such-hv") {
+		t.Fatalf("adopt: %v, want the hv's start failure", err)
+	}
+	nr, err := ts.State.Find("rf")
+	if err != nil {
+		t.Fatalf("the domain is gone after a failed restart: %v", err)
+	}
+	if nr.ID <= r.ID || nr.Restarts != 1 || nr.State != StateCrashed || nr.ExitReason != control.ReasonError ||
+		!strings.Contains(nr.ExitDetail, "restart failed") || !strings.Contains(nr.ExitDetail, "no-such-hv") || nr.HVPid != 0 || nr.MonitorPid != 0 {
+		t.Errorf("record after a failed restart: %+v", nr)
 	}
 }
 

@@ -378,10 +378,18 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			_ = t.removeLocked(id)
 			return err
 		}
+		restarting := !first
 		failStart := func(err error) error {
 			jr.close()
 			_ = removeCgroup(jr.info.Cgroup)
 			tell(err)
+			if restarting {
+				// A create that fails leaves nothing, and its caller
+				// hears why. A restart has no caller: the domain stays,
+				// crashed, with the reason in xl list -l and its logs,
+				// until the admin destroys it.
+				return t.preserveFailedRestart(id, err)
+			}
 			_ = t.removeLocked(id)
 			return err
 		}
@@ -520,6 +528,23 @@ func (t *Toolstack) monitor(id int, opt CreateOptions, ready func(error), first 
 			time.Sleep(d)
 		}
 	}
+}
+
+// preserveFailedRestart keeps domain id, whose restart could not start
+// an hv, as crashed with err as its exit detail, and returns err.
+func (t *Toolstack) preserveFailedRestart(id int, err error) error {
+	fmt.Fprintf(os.Stderr, "xl monitor: domain %d: restart failed, kept as %s: %v\n", id, StateCrashed, err)
+	if _, uerr := t.update(id, func(r *Record) error {
+		r.HVPid, r.HVStart = 0, 0
+		r.MonitorPid, r.MonitorStart = 0, 0
+		r.Jail = nil
+		r.State = StateCrashed
+		r.ExitReason, r.ExitDetail = control.ReasonError, "restart failed: "+err.Error()
+		return nil
+	}); uerr != nil {
+		return fmt.Errorf("%w (and keeping the domain: %v)", err, uerr)
+	}
+	return err
 }
 
 // plugVifs makes r's taps, vifDOMID.DEVID, each on its bridge and up,
