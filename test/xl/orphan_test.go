@@ -24,6 +24,7 @@ type record struct {
 	HVPid      int    `json:"hv_pid"`
 	MonitorPid int    `json:"monitor_pid"`
 	ExitReason string `json:"exit_reason"`
+	ExitDetail string `json:"exit_detail"`
 	Restarts   int    `json:"restarts"`
 }
 
