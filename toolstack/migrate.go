@@ -320,6 +320,9 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (Migrated, error) {
 		if stats.Stop != "" {
 			debug("the rounds stopped at %s", stats.Stop)
 		}
+		if stats.DirtyLog != "" {
+			debug("KVM's dirty log read as %q", stats.DirtyLog)
+		}
 	}
 	if early != nil {
 		l, ok, err = *early, !earlyEnd, nil

@@ -79,6 +79,11 @@ type SaveStats struct {
 	DowntimeNS int64 `json:"downtime_ns"`
 	// Stop says why a live save stopped iterating.
 	Stop string `json:"stop,omitempty"`
+	// DirtyLog is how a live save read KVM's dirty log: "manual"
+	// (KVM_CLEAR_DIRTY_LOG protects pages just before they are read,
+	// as QEMU does) or "get" (KVM_GET_DIRTY_LOG protects them all as
+	// it returns them, on a KVM without manual protection).
+	DirtyLog string `json:"dirty_log,omitempty"`
 }
 
 // SaveRound is one round of a save's RAM: the pages sent in it (all

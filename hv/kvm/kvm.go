@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"unsafe"
@@ -25,6 +26,8 @@ const (
 	getSupportedCPUID    = 0xc008ae05
 	createVCPU           = 0xae41
 	getDirtyLog          = 0x4010ae42
+	clearDirtyLog        = 0xc018aec0
+	enableCap            = 0x4068aea3
 	setUserMemoryRegion  = 0x4020ae46
 	setTSSAddr           = 0xae47
 	setIdentityMapAddr   = 0x4008ae48
@@ -65,6 +68,16 @@ const (
 	CapImmediateExit   = 136
 	CapIRQInjectStatus = 26
 	CapIRQRouting      = 25
+)
+
+// KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 and its options: KVM_GET_DIRTY_LOG
+// leaves the log and the protection alone, KVM_CLEAR_DIRTY_LOG clears
+// and write-protects what it is given, and a slot starts logging with
+// every page dirty and none write-protected.
+const (
+	capManualDirtyLogProtect2 = 168
+	dirtyLogManualProtect     = 1 << 0
+	dirtyLogInitiallySet      = 1 << 1
 )
 
 // Required lists the capabilities without which the hv refuses to start,
@@ -367,6 +380,57 @@ func (vm *VM) setMemory(slot uint32, gpa uint64, mem []byte, flags uint32) error
 	return nil
 }
 
+// kvmEnableCap is struct kvm_enable_cap.
+type kvmEnableCap struct {
+	cap, flags uint32
+	args       [4]uint64
+	_          [64]byte
+}
+
+// ManualDirtyLog switches the VM to KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2
+// with KVM_DIRTY_LOG_INITIALLY_SET, as QEMU does, if KVM offers both,
+// and reports whether it did. Then switching a slot's dirty log on
+// write-protects nothing (the log starts all set), DirtyLog only reads
+// the log, and ClearDirtyLog takes pages from it and write-protects them
+// just before the caller reads them. Call it before any slot logs.
+func (vm *VM) ManualDirtyLog() (bool, error) {
+	const want = dirtyLogManualProtect | dirtyLogInitiallySet
+	r, err := ioctl(uintptr(vm.fd), checkExtension, capManualDirtyLogProtect2)
+	if err != nil || r&want != want {
+		return false, nil
+	}
+	c := kvmEnableCap{cap: capManualDirtyLogProtect2, args: [4]uint64{want}}
+	if _, err := ioctl(uintptr(vm.fd), enableCap, uintptr(unsafe.Pointer(&c))); err != nil {
+		return false, fmt.Errorf("kvm: KVM_ENABLE_CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): %w", err)
+	}
+	return true, nil
+}
+
+// clearLog is struct kvm_clear_dirty_log.
+type clearLog struct {
+	slot, pages uint32
+	first       uint64
+	bitmap      uint64
+}
+
+// ClearDirtyLog is KVM_CLEAR_DIRTY_LOG for slot, of pages pages from page
+// 0: the pages whose bits are set in bitmap (as DirtyLog lays them out)
+// leave the log and are write-protected again, so that a write after
+// this call logs them anew. Only after ManualDirtyLog.
+func (vm *VM) ClearDirtyLog(slot uint32, pages uint64, bitmap []uint64) error {
+	words := (pages + 63) / 64
+	if words == 0 || uint64(len(bitmap)) < words || pages > math.MaxUint32 {
+		return fmt.Errorf("kvm: KVM_CLEAR_DIRTY_LOG slot %d: a bitmap of %d words for %d pages", slot, len(bitmap), pages)
+	}
+	l := clearLog{slot: slot, pages: uint32(pages), bitmap: uint64(uintptr(unsafe.Pointer(&bitmap[0])))}
+	_, err := ioctl(uintptr(vm.fd), clearDirtyLog, uintptr(unsafe.Pointer(&l)))
+	runtime.KeepAlive(bitmap)
+	if err != nil {
+		return fmt.Errorf("kvm: KVM_CLEAR_DIRTY_LOG slot %d: %w", slot, err)
+	}
+	return nil
+}
+
 // dirtyLog is struct kvm_dirty_log; bitmap is the union's pointer.
 type dirtyLog struct {
 	slot   uint32
@@ -377,8 +441,10 @@ type dirtyLog struct {
 // DirtyLog is KVM_GET_DIRTY_LOG for slot, of pages pages: it ORs into
 // bitmap (bit i of word i/64 = page i of the slot) the pages written
 // since logging was switched on or since the last call, and KVM clears
-// its log and write-protects them again. KVM writes a whole number of
-// 64-bit words, so bitmap must hold (pages+63)/64.
+// its log and write-protects them again; after ManualDirtyLog, the
+// pages logged and not yet cleared by ClearDirtyLog, and KVM changes
+// nothing. KVM writes a whole number of 64-bit words, so bitmap must
+// hold (pages+63)/64.
 func (vm *VM) DirtyLog(slot uint32, pages uint64, bitmap []uint64) error {
 	words := (pages + 63) / 64
 	if words == 0 || uint64(len(bitmap)) < words {

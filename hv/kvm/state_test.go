@@ -114,6 +114,21 @@ func TestDirtyLogFields(t *testing.T) {
 	if err := vm.DirtyLog(0, 65, make([]uint64, 1)); err == nil {
 		t.Error("a bitmap of 1 word for 65 pages was taken")
 	}
+	if err := vm.ClearDirtyLog(0, 65, make([]uint64, 1)); err == nil {
+		t.Error("a bitmap of 1 word for 65 pages was cleared")
+	}
+	// struct kvm_clear_dirty_log: slot, num_pages, first_page, bitmap
+	// (24 bytes, as KVM_CLEAR_DIRTY_LOG encodes); kvm_enable_cap: cap,
+	// flags, args[4], pad[64] (104, as KVM_ENABLE_CAP encodes).
+	ioSize := func(req uintptr) uintptr { return req >> 16 & 0x3fff }
+	var c clearLog
+	if unsafe.Sizeof(c) != 24 || ioSize(clearDirtyLog) != 24 || unsafe.Offsetof(c.first) != 8 || unsafe.Offsetof(c.bitmap) != 16 {
+		t.Errorf("kvm_clear_dirty_log: %d bytes, first_page at %d, bitmap at %d, ioctl size %d", unsafe.Sizeof(c), unsafe.Offsetof(c.first), unsafe.Offsetof(c.bitmap), ioSize(clearDirtyLog))
+	}
+	var e kvmEnableCap
+	if unsafe.Sizeof(e) != 104 || ioSize(enableCap) != 104 || unsafe.Offsetof(e.args) != 8 {
+		t.Errorf("kvm_enable_cap: %d bytes, args at %d, ioctl size %d", unsafe.Sizeof(e), unsafe.Offsetof(e.args), ioSize(enableCap))
+	}
 }
 
 func TestRawRoundTrip(t *testing.T) {

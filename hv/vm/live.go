@@ -20,8 +20,10 @@ import (
 // Two writers change guest RAM, and each round must learn of both:
 //
 //   - the guest, and KVM on its behalf (kvmclock, steal time): KVM's
-//     dirty log (KVM_MEM_LOG_DIRTY_PAGES on every slot, read and cleared
-//     with KVM_GET_DIRTY_LOG each round);
+//     dirty log (KVM_MEM_LOG_DIRTY_PAGES on every slot, read with
+//     KVM_GET_DIRTY_LOG each round and, where KVM offers manual
+//     protection as QEMU uses it, cleared with KVM_CLEAR_DIRTY_LOG just
+//     before the pages are read);
 //   - the hv itself: the virtio devices write requests' buffers and the
 //     used rings through Memory.Slice, which KVM never sees. They do so
 //     only between taking a chain and pushing it back, and the push
@@ -97,12 +99,30 @@ func (d dirtySet) count() uint64 {
 }
 
 // collectDirty adds to d the pages written since the last call: the
-// guest's from KVM's log, the hv's from Memory.Wrote.
+// guest's from KVM's log, the hv's from Memory.Wrote. KVM write-protects
+// them again before this returns, so that the caller reads each page
+// after the protection and a later write logs it anew.
 func (v *VM) collectDirty(regions []region, d dirtySet) error {
 	hv := v.mem.written.Load()
 	for i, r := range regions {
-		if err := v.vm.DirtyLog(uint32(i), uint64(len(r.mem))/pageSize, d[i]); err != nil {
-			return err
+		slot, pages := uint32(i), uint64(len(r.mem))/pageSize
+		if !v.manualDirty {
+			if err := v.vm.DirtyLog(slot, pages, d[i]); err != nil {
+				return err
+			}
+		} else {
+			got := make([]uint64, len(d[i]))
+			if err := v.vm.DirtyLog(slot, pages, got); err != nil {
+				return err
+			}
+			if hasBits(got) {
+				if err := v.vm.ClearDirtyLog(slot, pages, got); err != nil {
+					return err
+				}
+			}
+			for j, w := range got {
+				d[i][j] |= w
+			}
 		}
 		if hv != nil {
 			hv.take(r.off/pageSize, d[i])
@@ -239,6 +259,15 @@ func (v *VM) saveLive(w *snapshot.Writer, st *control.SaveStats) (pausedAt time.
 		}
 		st.Rounds = append(st.Rounds, control.SaveRound{Pages: w.Pages() - before, TimeNS: time.Since(start).Nanoseconds(), Paused: paused})
 		return nil
+	}
+	st.DirtyLog = "get"
+	if v.manualDirty {
+		st.DirtyLog = "manual"
+		// The log starts with every page set and none protected: take
+		// them all (protecting them) before round 0 reads all RAM.
+		if err := v.collectDirty(regions, newDirtySet(regions)); err != nil {
+			return time.Time{}, err
+		}
 	}
 	p := newPrecopy(v.mem.Size() / pageSize)
 	if err := round(false, func() error {

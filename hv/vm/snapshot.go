@@ -650,8 +650,8 @@ func (v *VM) writeSnapshot(f *os.File, config json.RawMessage, live bool) (*cont
 	st.DowntimeNS = time.Since(pausedAt).Nanoseconds()
 	st.Pages, st.Bytes = w.Pages(), out.n
 	if live {
-		v.logf("saved live in %.3f s: %d rounds, %d pages (%d bytes), downtime %.1f ms (%s)",
-			time.Since(start).Seconds(), len(st.Rounds), st.Pages, st.Bytes, float64(st.DowntimeNS)/1e6, st.Stop)
+		v.logf("saved live in %.3f s: %d rounds, %d pages (%d bytes), downtime %.1f ms (%s; dirty log: %s)",
+			time.Since(start).Seconds(), len(st.Rounds), st.Pages, st.Bytes, float64(st.DowntimeNS)/1e6, st.Stop, st.DirtyLog)
 		for i, r := range st.Rounds {
 			how := "running"
 			if r.Paused {

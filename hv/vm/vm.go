@@ -92,6 +92,11 @@ type VM struct {
 	load  LoadInfo
 	e820  []E820Entry
 
+	// manualDirty: KVM's dirty log is read and cleared apart
+	// (kvm.ManualDirtyLog), so that a live save protects pages just
+	// before it reads them, and switching the log on protects nothing.
+	manualDirty bool
+
 	uart *uart.UART
 	dev  devices
 	unk  unknownLog
@@ -184,6 +189,9 @@ func newMachine(cfg Config) (_ *VM, err error) {
 		return nil, err
 	}
 	if v.vm, err = v.sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if v.manualDirty, err = v.vm.ManualDirtyLog(); err != nil {
 		return nil, err
 	}
 	if err = v.vm.SetTSSAddr(tssAddr); err != nil {

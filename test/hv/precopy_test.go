@@ -21,7 +21,8 @@ func checkLive(t *testing.T, st *control.SaveStats) {
 		pages += r.Pages
 	}
 	n := len(st.Rounds)
-	if !st.Live || n < 2 || st.Rounds[0].Paused || !st.Rounds[n-1].Paused || pages != st.Pages || st.DowntimeNS <= 0 || st.Stop == "" {
+	if !st.Live || n < 2 || st.Rounds[0].Paused || !st.Rounds[n-1].Paused || pages != st.Pages || st.DowntimeNS <= 0 || st.Stop == "" ||
+		(st.DirtyLog != "manual" && st.DirtyLog != "get") {
 		t.Fatalf("not a live save's report: %+v", st)
 	}
 	for i, r := range st.Rounds[:n-1] {
@@ -29,7 +30,7 @@ func checkLive(t *testing.T, st *control.SaveStats) {
 			t.Fatalf("round %d of %d was paused: %+v", i, n, st)
 		}
 	}
-	t.Logf("live save: %d rounds, %d pages, %d bytes, downtime %v (stopped at %s)", n, st.Pages, st.Bytes, time.Duration(st.DowntimeNS), st.Stop)
+	t.Logf("live save: %d rounds, %d pages, %d bytes, downtime %v (stopped at %s; dirty log %s)", n, st.Pages, st.Bytes, time.Duration(st.DowntimeNS), st.Stop, st.DirtyLog)
 	for i, r := range st.Rounds {
 		t.Logf("  round %d: %d pages in %v (paused %v)", i, r.Pages, time.Duration(r.TimeNS), r.Paused)
 	}
