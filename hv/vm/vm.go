@@ -442,8 +442,11 @@ func (v *VM) kickAll() {
 func (v *VM) Pause() error {
 	v.mu.Lock()
 	if v.exit != nil {
+		// A live save pauses at its end, long after it began: say what
+		// ended the domain meanwhile (a guest crash, a poweroff).
+		e := *v.exit
 		v.mu.Unlock()
-		return fmt.Errorf("domain has ended")
+		return fmt.Errorf("domain has ended (%s: %s)", e.Reason, e.Detail)
 	}
 	v.paused = true
 	v.mu.Unlock()
