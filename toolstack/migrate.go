@@ -423,7 +423,7 @@ func (t *Toolstack) MigrateReceive(in io.Reader, out io.Writer, opt RestoreOptio
 	// ended fails at once.
 	defer pr.Close()
 	fed := make(chan error, 1)
-	go func() { fed <- feed(pw, head.Bytes(), in) }()
+	go func() { fed <- feed(pw, head.Bytes(), in, snapshot.MaxStream(h.MemoryMiB)) }()
 	rec, err := t.Restore(p, CreateOptions{Paused: opt.Paused, Stream: pr})
 	if err != nil {
 		// The hv's reason comes first; the feed's only if it has one
@@ -452,19 +452,20 @@ func (t *Toolstack) MigrateReceive(in io.Reader, out io.Writer, opt RestoreOptio
 
 // feed writes head, then the rest of in, to the hv's pipe w, and closes
 // it, so that the hv sees the stream end where in ends. A stream longer
-// than snapshot.MaxSize is cut there, which the hv refuses.
-func feed(w *os.File, head []byte, in io.Reader) error {
+// than limit (snapshot.MaxStream of its domain, which the hv holds it to
+// as well) is cut there.
+func feed(w *os.File, head []byte, in io.Reader, limit int64) error {
 	defer w.Close()
 	if _, err := w.Write(head); err != nil {
 		return fmt.Errorf("toolstack: migrate-receive: passing the stream to the hv: %w", err)
 	}
-	rest := snapshot.MaxSize - int64(len(head))
+	rest := limit - int64(len(head))
 	n, err := io.Copy(w, io.LimitReader(in, rest+1))
 	switch {
 	case err != nil:
 		return fmt.Errorf("toolstack: migrate-receive: passing the stream to the hv after %d bytes: %w", int64(len(head))+n, err)
 	case n > rest:
-		return fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the most a live save of the largest domain sends", snapshot.MaxSize)
+		return fmt.Errorf("toolstack: migrate-receive: the stream is longer than %d bytes, the most a live save of this domain sends", limit)
 	}
 	return nil
 }

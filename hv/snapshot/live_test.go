@@ -7,6 +7,7 @@ package snapshot_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -69,5 +70,45 @@ func TestMemoryChangingWhileWritten(t *testing.T) {
 		if err := r.ReadMemory(dst); err != nil {
 			t.Fatalf("a stream written from changing memory: section at %#x: %v", s.GPA, err)
 		}
+	}
+}
+
+// TestEndlessStreamRefused: a stream that repeats memory sections
+// without end (a hostile sender, or a live save gone wrong) is refused
+// once it passes MaxStream of its domain, not read forever.
+func TestEndlessStreamRefused(t *testing.T) {
+	const mib = 1
+	mem := bytes.Repeat([]byte{7}, mib<<20)
+	pr, pw := io.Pipe()
+	go func() {
+		w, err := snapshot.NewWriter(pw, snapshot.Header{Release: "1.2.0", Interface: "1.2", MemoryMiB: mib, VCPUs: 1})
+		for err == nil {
+			err = w.Memory(0, mem)
+		}
+		pw.CloseWithError(err)
+	}()
+	r, err := snapshot.NewReader(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	dst := make([]byte, len(mem))
+	var copies int64
+	for {
+		_, err := r.Next()
+		if err == nil {
+			err = r.ReadMemory(dst)
+		}
+		if err != nil {
+			if !errors.Is(err, snapshot.ErrTooLarge) {
+				t.Fatalf("after %d copies of RAM: %v, want %v", copies, err, snapshot.ErrTooLarge)
+			}
+			t.Logf("refused after %d copies of RAM: %v", copies, err)
+			break
+		}
+		copies++
+	}
+	if limit := snapshot.MaxStream(mib); copies*int64(len(mem)) > limit || copies < snapshot.MaxRAMCopies {
+		t.Errorf("refused after %d copies of %d bytes; the bound is %d bytes, at least %d copies", copies, len(mem), limit, snapshot.MaxRAMCopies)
 	}
 }

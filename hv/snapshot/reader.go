@@ -31,6 +31,7 @@ type Reader struct {
 	kind     string    // the open section's kind, for errors
 	h        Header
 	memLimit uint64
+	limit    int64 // MaxStream of the header's RAM, once it is read
 	sections uint32
 	kinds    map[string]bool
 	mem      *memSection // a memory section Next returned and ReadMemory has not read
@@ -81,6 +82,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, sr.fail(ErrCorrupt, "%v", err)
 	}
 	sr.memLimit = uint64(sr.h.MemoryMiB) << 20
+	sr.limit = MaxStream(sr.h.MemoryMiB)
 	sr.kinds[kind] = true
 	sr.kind = ""
 	return sr, nil
@@ -137,6 +139,10 @@ func (r *Reader) ioErr(err error) error {
 
 // full reads len(p) bytes, hashing them into the stream and the open section.
 func (r *Reader) full(p []byte) error {
+	if r.limit > 0 && r.off+int64(len(p)) > r.limit {
+		return r.fail(ErrTooLarge, "the stream goes on past %d bytes, the most a snapshot of a %d MiB domain takes (%d copies of its RAM, %d MiB for the rest)",
+			r.limit, r.h.MemoryMiB, MaxRAMCopies, maxOther>>20)
+	}
 	n, err := io.ReadFull(r.in, p)
 	r.off += int64(n)
 	r.stream.Write(p[:n])

@@ -40,11 +40,29 @@ const (
 	// RAM: a live save's rounds send at most three copies while the
 	// domain runs (hv/vm's pre-copy budget), the paused round one more.
 	MaxRAMCopies = 4
-	// MaxSize bounds a snapshot file or stream, for those who keep or
-	// open one whole (xl migrate-receive, hv --restore): MaxRAMCopies of
-	// the largest domain's RAM and room for every other section.
-	MaxSize = MaxRAMCopies*int64(abi.MaxMemoryMiB)<<20 + 1<<30
+	// maxPageFraming is the most run framing one page of a memory
+	// section takes (a zero run of one page: record, start, count); a
+	// data page's own run takes less.
+	maxPageFraming = 1 + 8 + 8
+	// maxOther is room for every section but memory, and for memory
+	// sections' own framing.
+	maxOther = 1 << 30
 )
+
+// MaxStream is the most a snapshot of a domain of memMiB may take, which
+// the Reader holds a stream to: MaxRAMCopies of its RAM, each page with
+// the most framing it can take, and room for every other section. A
+// stream that goes on past it (memory sections repeated without end) is
+// refused, not read forever.
+func MaxStream(memMiB int) int64 {
+	pages := int64(memMiB) << 20 / PageSize
+	return MaxRAMCopies*pages*(PageSize+maxPageFraming) + maxOther
+}
+
+// MaxSize bounds a snapshot file or stream, for those who keep or open
+// one whole (xl migrate-receive, hv --restore): MaxStream of the largest
+// domain.
+var MaxSize = MaxStream(abi.MaxMemoryMiB)
 
 // Sentinel errors, for errors.Is. Every error this package returns wraps
 // one of them and adds the section and the reason.
