@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/control"
+	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
 // checkLive fails unless st reports a live save: a first round sent
@@ -76,7 +77,7 @@ func TestLiveSaveFailureResumes(t *testing.T) {
 	if st := l.call(t, control.CmdStatus).Status; st.State != control.StateRunning {
 		t.Fatalf("after a failed live save: state %q, want running", st.State)
 	}
-	n := len(counts(t, l.out.String()))
+	n := len(testenv.Counts(t, l.out.String()))
 	l.waitFor(t, "XTF COUNT "+strconv.Itoa(n+3)+"\n", 60*time.Second)
 	resp, err := control.CallFile(l.sock, control.Request{Cmd: control.CmdSave, After: control.SaveResume, Live: true}, mustCreate(t), 60*time.Second)
 	if err != nil {
@@ -89,7 +90,7 @@ func TestLiveSaveFailureResumes(t *testing.T) {
 	l.waitFor(t, "XTF COUNT "+strconv.Itoa(n+6)+"\n", 60*time.Second)
 	l.call(t, control.CmdDestroy)
 	r := l.wait(t)
-	counts(t, r.stdout) // no FAIL
+	testenv.Counts(t, r.stdout) // no FAIL
 	if strings.Contains(r.stderr, "dirty logging off") {
 		t.Errorf("the hv could not switch dirty logging off:\n%s", r.stderr)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,23 +18,6 @@ import (
 	"github.com/xeno-hv/xeno/hv/snapshot"
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
-
-var countLine = regexp.MustCompile(`XTF COUNT (\d+)\n`)
-
-// counts returns the numbers of the console's complete COUNT lines, and
-// fails on a FAIL line.
-func counts(t *testing.T, out string) []int {
-	t.Helper()
-	if strings.Contains(out, "FAIL") {
-		t.Fatalf("the counter guest failed:\n%s", out)
-	}
-	var ns []int
-	for _, m := range countLine.FindAllStringSubmatch(out, -1) {
-		n, _ := strconv.Atoi(m[1])
-		ns = append(ns, n)
-	}
-	return ns
-}
 
 // saveCounter runs the counter guest (with extra hv arguments) until it
 // has counted a while, saves it with after, and returns the snapshot's
@@ -92,7 +74,7 @@ func TestSaveRestoreCounter(t *testing.T) {
 func restoreCounter(t *testing.T, path string, l *live, vcpus int) {
 	r1 := l.wait(t)
 	expectEnd(t, r1, control.ReasonSaved)
-	before := counts(t, r1.stdout)
+	before := testenv.Counts(t, r1.stdout)
 
 	l2 := startHV(t, "--restore", path)
 	last := before[len(before)-1]
@@ -109,7 +91,7 @@ func restoreCounter(t *testing.T, path string, l *live, vcpus int) {
 	}
 	// A line cut by the save is finished by the restored guest: the
 	// two consoles together are one run.
-	all := counts(t, r1.stdout+r2.stdout)
+	all := testenv.Counts(t, r1.stdout+r2.stdout)
 	for i, n := range all {
 		if n != i {
 			t.Fatalf("count %d is %d: the sequence has a gap or a repeat across the restore\nbefore:\n%s\nafter:\n%s", i, n, r1.stdout, r2.stdout)
@@ -130,7 +112,7 @@ func TestSaveResumeAndPause(t *testing.T) {
 	if st := l.call(t, control.CmdStatus).Status; st.State != control.StateRunning {
 		t.Errorf("after save -c: state %q, want running", st.State)
 	}
-	n := len(counts(t, l.out.String()))
+	n := len(testenv.Counts(t, l.out.String()))
 	l.waitFor(t, "XTF COUNT "+strconv.Itoa(n+5)+"\n", 60*time.Second)
 	r, err := control.CallFile(l.sock, control.Request{Cmd: control.CmdSave, After: control.SavePause}, mustCreate(t), 60*time.Second)
 	if err != nil {
@@ -342,8 +324,6 @@ func TestRestoreInterfaceContract(t *testing.T) {
 	l2.wait(t)
 }
 
-var blkLine = regexp.MustCompile(`XTF BLK (\d+)\n`)
-
 // TestSaveRestoreBlockIO: a guest that does virtio-blk I/O without a
 // pause is saved and restored onto the same disk: its sequence of
 // requests goes on with none lost (each read checks the write before
@@ -370,17 +350,7 @@ func saveRestoreBlockIO(t *testing.T, live bool) {
 	r1 := l.wait(t)
 	expectEnd(t, r1, control.ReasonSaved)
 	l2 := startHV(t, "--restore", path, "--disk", disk)
-	seq := func(out string) []int {
-		if strings.Contains(out, "FAIL") {
-			t.Fatalf("the guest failed:\n%s", out)
-		}
-		var ns []int
-		for _, m := range blkLine.FindAllStringSubmatch(out, -1) {
-			n, _ := strconv.Atoi(m[1])
-			ns = append(ns, n)
-		}
-		return ns
-	}
+	seq := func(out string) []int { return testenv.Numbered(t, out, "XTF BLK") }
 	before := seq(r1.stdout)
 	last := before[len(before)-1]
 	l2.waitFor(t, "XTF BLK "+strconv.Itoa(last+20)+"\n", 60*time.Second)

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xeno-hv/xeno/hv/abi"
 	"github.com/xeno-hv/xeno/internal/testenv"
+	"github.com/xeno-hv/xeno/toolstack"
 )
 
 // TestMatrixRestore is the table at restore time (docs/versions.md,
@@ -59,8 +58,8 @@ func TestMatrixRestore(t *testing.T) {
 					// It counts on, not again: the save may have cut
 					// line last+1, so the first whole one is that or
 					// the next.
-					if ns := countLine.FindStringSubmatch(consoleLog(state, d.ID)); ns[1] != strconv.Itoa(last+1) && ns[1] != strconv.Itoa(last+2) {
-						t.Errorf("the restored guest's first count is %s, want %d", ns[1], last+1)
+					if ns := testenv.Counts(t, consoleLog(state, d.ID)); ns[0] != last+1 && ns[0] != last+2 {
+						t.Errorf("the restored guest's first count is %d, want %d", ns[0], last+1)
 					}
 					wantCompat := want[g.Label][src.Label] == abi.Compat || verdict == abi.Compat
 					if d.Compat != wantCompat || d.Admitted == "" {
@@ -95,9 +94,8 @@ func saveCounter(t *testing.T, b hvBuild, g guestCase, kernel string) (string, i
 	if _, errOut, code := xl(t, b, state, "destroy", "m"); code != 0 {
 		t.Fatalf("%s on %s: xl destroy: exit %d:\n%s", g.Label, b.Label, code, errOut)
 	}
-	ns := countLine.FindAllStringSubmatch(log, -1)
-	last, _ := strconv.Atoi(ns[len(ns)-1][1])
-	return snap, last
+	ns := testenv.Counts(t, log)
+	return snap, ns[len(ns)-1]
 }
 
 // shortDir is a temporary directory whose path leaves room for the
@@ -113,8 +111,6 @@ func shortDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
 }
-
-var countLine = regexp.MustCompile(`XTF COUNT (\d+)\n`)
 
 type domain struct {
 	ID       int    `json:"id"`
@@ -140,7 +136,7 @@ func listed(t *testing.T, b hvBuild, state string) domain {
 }
 
 func consoleLog(state string, id int) string {
-	b, _ := os.ReadFile(filepath.Join(state, "domains", strconv.Itoa(id), "hv", "console.log"))
+	b, _ := os.ReadFile((&toolstack.State{Dir: state}).ConsoleLog(id))
 	return string(b)
 }
 

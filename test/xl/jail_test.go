@@ -76,7 +76,7 @@ func TestJailed(t *testing.T) {
 	e.mustRun("create", cfg)
 	d := e.jailOf("jd")
 	j, pid := d.Jail, d.HVPid
-	domDir := filepath.Join(e.state, "domains", strconv.Itoa(d.ID))
+	domDir := e.st().DomainDir(d.ID)
 	hvDir := filepath.Join(domDir, "hv")
 
 	// Namespaces: all five differ from ours (xl's), as listed.

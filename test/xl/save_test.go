@@ -16,24 +16,9 @@ import (
 
 	"github.com/xeno-hv/xeno/hv/snapshot"
 	"github.com/xeno-hv/xeno/internal/kvmlab"
+	"github.com/xeno-hv/xeno/internal/testenv"
+	"github.com/xeno-hv/xeno/toolstack"
 )
-
-var countLine = regexp.MustCompile(`XTF COUNT (\d+)\n`)
-
-// counts returns the numbers of the counter guest's complete lines, and
-// fails on its FAIL line.
-func counts(t *testing.T, out string) []int {
-	t.Helper()
-	if strings.Contains(out, "FAIL") {
-		t.Fatalf("the counter guest failed:\n%s", out)
-	}
-	var ns []int
-	for _, m := range countLine.FindAllStringSubmatch(out, -1) {
-		n, _ := strconv.Atoi(m[1])
-		ns = append(ns, n)
-	}
-	return ns
-}
 
 // liveLine is xl migrate's report of a live migration.
 var liveLine = regexp.MustCompile(`Live migration: (\d+) rounds, \d+ pages \([0-9.]+ MiB\) sent, downtime [0-9.]+(ms|µs|s)\n`)
@@ -72,9 +57,12 @@ func (e *env) dom(name string) *domRec {
 
 // consoleLog is domain id's console.log, which its hv writes itself.
 func (e *env) consoleLog(id int) string {
-	b, _ := os.ReadFile(filepath.Join(e.state, "domains", strconv.Itoa(id), "hv", "console.log"))
+	b, _ := os.ReadFile(e.st().ConsoleLog(id))
 	return string(b)
 }
+
+// st is the test's state directory's layout (toolstack's paths).
+func (e *env) st() *toolstack.State { return &toolstack.State{Dir: e.state} }
 
 // waitCount waits until domain id's console shows count n.
 func (e *env) waitCount(id, n int) string {
@@ -111,7 +99,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	}
 	// xl destroy removes the domain's directory, console.log with it.
 	log0 := e.consoleLog(d0.ID)
-	before := counts(t, log0)
+	before := testenv.Counts(t, log0)
 	e.mustRun("destroy", "ctr")
 
 	// restore: a new ID, the same name and UUID, the count goes on.
@@ -127,7 +115,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	e.waitCount(d1.ID, last+10)
 	// A line cut by the save is finished by the restored guest: the two
 	// consoles together are one run.
-	all := counts(t, log0+e.consoleLog(d1.ID))
+	all := testenv.Counts(t, log0+e.consoleLog(d1.ID))
 	consecutive(t, "save -p, restore", all)
 	if all[0] != 0 {
 		t.Fatalf("the first console starts at %d", all[0])
@@ -141,7 +129,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 	if d := e.dom("ctr"); d == nil || d.ID != d1.ID || d.State == "--p---" {
 		t.Fatalf("after save -c: %+v, want domain %d running", d, d1.ID)
 	}
-	now := counts(t, e.consoleLog(d1.ID))
+	now := testenv.Counts(t, e.consoleLog(d1.ID))
 	e.waitCount(d1.ID, now[len(now)-1]+3)
 	f3 := filepath.Join(e.dir, "ctr3.snap")
 	e.mustRun("save", "ctr", f3)
@@ -158,7 +146,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 		t.Fatalf("a domain restored with -p printed before unpause: %q", s)
 	}
 	e.mustRun("unpause", "ctr")
-	got := counts(t, e.waitCount(d3.ID, now[len(now)-1]+10))
+	got := testenv.Counts(t, e.waitCount(d3.ID, now[len(now)-1]+10))
 	consecutive(t, "save, restore -p", got)
 
 	// migrate, twice: xl's -s "" (HOST is the receiver's whole command)
@@ -175,7 +163,7 @@ func TestSaveRestoreMigrate(t *testing.T) {
 		{"-s", "", "ctr", e.xl + " migrate-receive"},
 		{"-s", ssh, "--debug", "ctr", "localhost"},
 	} {
-		src, err := os.Open(filepath.Join(e.state, "domains", strconv.Itoa(prev), "hv", "console.log"))
+		src, err := os.Open(e.st().ConsoleLog(prev))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,9 +198,9 @@ func TestSaveRestoreMigrate(t *testing.T) {
 		if dm == nil || dm.ID == prev || dm.UUID != d0.UUID || e.dom("ctr--migratedaway") != nil {
 			t.Fatalf("after migrate %d: %+v (from %d)", i, dm, prev)
 		}
-		seen := counts(t, string(seenLog))
+		seen := testenv.Counts(t, string(seenLog))
 		e.waitCount(dm.ID, seen[len(seen)-1]+10)
-		got := counts(t, string(seenLog)+e.consoleLog(dm.ID))
+		got := testenv.Counts(t, string(seenLog)+e.consoleLog(dm.ID))
 		consecutive(t, "migrate", got)
 		t.Logf("migrate %q: from ID %d to %d, the count went on from %d; %s", how, prev, dm.ID, seen[len(seen)-1], strings.TrimSpace(m[0]))
 		prev = dm.ID

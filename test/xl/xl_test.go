@@ -136,7 +136,7 @@ func (e *env) started(name string) *startedDom {
 
 // monitorLog is domain id's monitor.log.
 func (e *env) monitorLog(id int) string {
-	b, _ := os.ReadFile(filepath.Join(e.state, "domains", strconv.Itoa(id), "monitor.log"))
+	b, _ := os.ReadFile(e.st().MonitorLog(id))
 	return string(b)
 }
 
@@ -742,7 +742,7 @@ func TestCreatePaused(t *testing.T) {
 		t.Errorf("xl list after create -p lacks state p:\n%s", o)
 	}
 	// The hv copies the console into console.log from the start.
-	conLog := filepath.Join(e.state, "domains", strconv.Itoa(d.ID), "hv", "console.log")
+	conLog := e.st().ConsoleLog(d.ID)
 	time.Sleep(300 * time.Millisecond)
 	if b, _ := os.ReadFile(conLog); bytes.Contains(b, []byte("XTF")) {
 		t.Fatalf("a domain created with -p wrote to its console before unpause:\n%s", b)
