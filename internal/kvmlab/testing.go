@@ -232,6 +232,13 @@ func labBoots(t testing.TB, boots []Boot) map[string]*Booted {
 // (QEMUFiles uses this); directly, such a file is already in place.
 func Script(t testing.TB, why string, files map[string]string, script string) (string, int) {
 	t.Helper()
+	return ScriptIn(t, why, files, script, 0)
+}
+
+// ScriptIn is Script on a lab machine of memMiB (0: the default), for a
+// script whose guests together need more than the default lab holds.
+func ScriptIn(t testing.TB, why string, files map[string]string, script string, memMiB int) (string, int) {
+	t.Helper()
 	if why == "" {
 		g := t.TempDir()
 		for name, from := range files {
@@ -251,7 +258,7 @@ func Script(t testing.TB, why string, files map[string]string, script string) (s
 		return string(out), cmd.ProcessState.ExitCode()
 	}
 	t.Log(why)
-	spec := Spec{Files: map[string][]byte{}}
+	spec := Spec{Files: map[string][]byte{}, MemoryMiB: memMiB}
 	for name, from := range files {
 		data, err := os.ReadFile(from)
 		if err != nil {

@@ -107,7 +107,7 @@ func BenchmarkSaveRestorePeers(b *testing.B) {
 	files["counter"] = guest(b, "counter")
 	files["counter.pvh"] = testenv.Guest(b, "counter.pvh.elf")
 	for i := 0; i < b.N; i++ {
-		rows, where := snapshotPeersLab(b, why, files, benchSnapshotLab)
+		rows, where := snapshotPeersLab(b, why, files, benchSnapshotLab, 0)
 		fmt.Printf("\nsave and restore of an idle counter micro-guest, 1 vCPU, on %s\n", where)
 		fmt.Printf("  %-5s %6s %9s %12s %12s %16s\n", "vmm", "MiB", "save ms", "restore ms", "file bytes", "VMM's own ms")
 		for _, f := range rows {
@@ -129,10 +129,10 @@ func BenchmarkSaveRestorePeers(b *testing.B) {
 // set, through kvmlab.Script, and returns the fields of its BENCH lines
 // and the KVM it ran on. A BENCH-FAIL line, or a script that did not
 // reach BENCH-DONE, fails b.
-func snapshotPeersLab(b *testing.B, why string, files map[string]string, script string) (rows [][]string, where string) {
+func snapshotPeersLab(b *testing.B, why string, files map[string]string, script string, labMiB int) (rows [][]string, where string) {
 	b.Helper()
 	qemu := testenv.RequireCmd(b, "qemu-system-x86_64")
-	out, code := kvmlab.Script(b, why, files, "export QEMU_BIN="+qemu+"\n"+benchLabSh+script)
+	out, code := kvmlab.ScriptIn(b, why, files, "export QEMU_BIN="+qemu+"\n"+benchLabSh+script, labMiB)
 	if code != 0 || !strings.Contains(out, "BENCH-DONE") || strings.Contains(out, "BENCH-FAIL") {
 		b.Fatalf("exit %d:\n%s", code, out)
 	}
