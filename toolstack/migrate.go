@@ -243,13 +243,24 @@ func (t *Toolstack) Migrate(dom string, opt MigrateOptions) (Migrated, error) {
 			}
 		}
 		me := &MigrateError{Name: name, Err: err, Resumed: true, Paused: wasPaused}
-		if paused && !wasPaused {
-			if rerr := t.resume(r); rerr != nil {
+		ended := !r.HVAlive()
+		if paused && !wasPaused && !ended {
+			rerr := t.resume(r)
+			ended = errors.Is(rerr, errHVEnded)
+			if rerr != nil && !ended {
 				me.Resumed, me.Left = false, fmt.Sprintf("the domain could not be resumed (%v): `xl unpause %d` resumes it", rerr, r.ID)
 			}
 		}
+		if ended {
+			// The guest ended under the migration (it crashed or
+			// powered off): there is nothing to resume, and its monitor
+			// applies on_crash or on_poweroff as for any end.
+			me.Resumed, me.Left = false, fmt.Sprintf("the domain ended during the migration, and its on_poweroff/on_reboot/on_crash applies (`xl list -l %s`, its hv.log)", name)
+		}
 		if renamed {
-			if _, rerr := t.update(r.ID, func(cur *Record) error { cur.Name = name; return nil }); rerr != nil {
+			_, rerr := t.update(r.ID, func(cur *Record) error { cur.Name = name; return nil })
+			var nd *NoDomainError
+			if rerr != nil && !(ended && errors.As(rerr, &nd)) {
 				me.Resumed = false
 				me.Left += fmt.Sprintf(" the domain is still named %s%s (%v)", name, migratedAwayTag, rerr)
 			}
@@ -370,7 +381,8 @@ func (s saveResult) stats() *control.SaveStats {
 }
 
 // resume resumes domain r's hv after a failed migration. Its hv refuses
-// while its save is still winding down, so it is asked again for a while.
+// while its save is still winding down, so it is asked again for a
+// while, unless it has ended (errHVEnded).
 func (t *Toolstack) resume(r *Record) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -378,9 +390,15 @@ func (t *Toolstack) resume(r *Record) error {
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
+		if !r.HVAlive() {
+			return fmt.Errorf("%w: %v", errHVEnded, err)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// errHVEnded is a resume that found the domain's hv gone.
+var errHVEnded = errors.New("the domain's hv has ended")
 
 // maxHeaderStream bounds what migrate-receive reads of the stream before
 // it decides: the header's JSON is at most snapshot.MaxHeader, in chunks

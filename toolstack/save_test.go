@@ -37,6 +37,9 @@ type controlFake struct {
 	hvPid   int
 	saveErr string
 	data    []byte
+	// crash: the save ends the hv, as a guest that crashes under it
+	// does, and fails with the hv's words for it.
+	crash bool
 
 	mu     sync.Mutex
 	paused bool
@@ -121,7 +124,10 @@ func (f *controlFake) handle(c *net.UnixConn) {
 		f.paused, f.saving = true, true
 		f.mu.Unlock()
 		var err error
-		if f.saveErr != "" {
+		if f.crash {
+			_ = syscall.Kill(f.hvPid, syscall.SIGKILL)
+			err = errors.New("domain has ended (crash: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN))")
+		} else if f.saveErr != "" {
 			err = errors.New(f.saveErr)
 		} else if _, err = file.Write(f.data); err == nil && len(req.Config) > 0 {
 			_, err = file.Write(req.Config)
@@ -361,6 +367,27 @@ func TestMigrateFailuresResumeTheSource(t *testing.T) {
 				t.Errorf("the source after a failed migration: %+v, %v", cur, err)
 			}
 		})
+	}
+}
+
+// A guest that crashes while it is sent ends the migration: the error
+// says the domain ended and that its on_crash applies, gives its name
+// back, and does not offer `xl unpause` for a domain that is gone.
+func TestMigrateSourceEndsUnderIt(t *testing.T) {
+	ts := newToolstack(t)
+	r, f := runningDomain(t, ts, "web")
+	f.crash = true
+	_, err := ts.Migrate("web", fastMigrate("sh", "-c", `echo "`+ReceiverReady+`"; cat >/dev/null; exit 1`))
+	var me *MigrateError
+	if !errors.As(err, &me) || me.Resumed || !strings.Contains(err.Error(), "triple fault") ||
+		!strings.Contains(err.Error(), "the domain ended during the migration") || strings.Contains(err.Error(), "unpause") {
+		t.Fatalf("Migrate: %v; want the crash, the domain ended, and no unpause", err)
+	}
+	if cur, err := ts.State.Load(r.ID); err != nil || cur.Name != "web" {
+		t.Errorf("the source's record after it ended: %+v, %v; want it named web again for its monitor", cur, err)
+	}
+	if _, cmds := f.state(); strings.Contains(strings.Join(cmds, ","), control.CmdResume) {
+		t.Errorf("the hv that ended was asked to resume: %q", cmds)
 	}
 }
 

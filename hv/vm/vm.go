@@ -442,11 +442,9 @@ func (v *VM) kickAll() {
 func (v *VM) Pause() error {
 	v.mu.Lock()
 	if v.exit != nil {
-		// A live save pauses at its end, long after it began: say what
-		// ended the domain meanwhile (a guest crash, a poweroff).
-		e := *v.exit
+		err := v.endedLocked()
 		v.mu.Unlock()
-		return fmt.Errorf("domain has ended (%s: %s)", e.Reason, e.Detail)
+		return err
 	}
 	v.paused = true
 	v.mu.Unlock()
@@ -473,8 +471,19 @@ func (v *VM) Resume() error {
 	if v.saving {
 		return errors.New("a save is in progress: the domain stays paused until it ends")
 	}
+	if v.exit != nil {
+		return v.endedLocked()
+	}
 	v.resumeLocked()
 	return nil
+}
+
+// endedLocked is the error for a request to a domain that has ended,
+// with what ended it: a live save pauses at its end, long after it
+// began, and a guest that crashed meanwhile must not read as a failed
+// save. Call with v.mu held.
+func (v *VM) endedLocked() error {
+	return fmt.Errorf("domain has ended (%s: %s)", v.exit.Reason, v.exit.Detail)
 }
 
 func (v *VM) resumeLocked() {
