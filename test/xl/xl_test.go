@@ -93,15 +93,16 @@ func guest(t *testing.T, name string) string {
 }
 
 type listed struct {
-	ID        int    `json:"id"`
-	Name      string `json:"name"`
-	State     string `json:"xl_state"`
-	HVPid     int    `json:"hv_pid"`
-	Admitted  string `json:"admitted_interface"`
-	Compat    bool   `json:"compat"`
-	Restarts  int    `json:"restarts"`
-	RecState  string `json:"state"`
-	ExitReson string `json:"exit_reason"`
+	ID        int       `json:"id"`
+	Name      string    `json:"name"`
+	State     string    `json:"xl_state"`
+	HVPid     int       `json:"hv_pid"`
+	Admitted  string    `json:"admitted_interface"`
+	Compat    bool      `json:"compat"`
+	Restarts  int       `json:"restarts"`
+	RecState  string    `json:"state"`
+	ExitReson string    `json:"exit_reason"`
+	Start     time.Time `json:"start_time"` // the current hv's
 }
 
 func (e *env) list() []listed {
@@ -111,27 +112,6 @@ func (e *env) list() []listed {
 		e.t.Fatalf("xl list -l: %v", err)
 	}
 	return out
-}
-
-// startedDom is what TestRestartBrake reads of a domain: its record's
-// hv start time too.
-type startedDom struct {
-	listed
-	Start time.Time `json:"start_time"`
-}
-
-func (e *env) started(name string) *startedDom {
-	e.t.Helper()
-	var out []startedDom
-	if err := json.Unmarshal([]byte(e.mustRun("list", "-l")), &out); err != nil {
-		e.t.Fatalf("xl list -l: %v", err)
-	}
-	for _, d := range out {
-		if d.Name == name {
-			return &d
-		}
-	}
-	return nil
 }
 
 // monitorLog is domain id's monitor.log.
@@ -942,9 +922,9 @@ func TestRestartBrake(t *testing.T) {
 	e.mustRun("create", cfg)
 	const want = 9
 	starts := map[int]time.Time{} // restart count -> that hv's start
-	var d *startedDom
+	var d *listed
 	e.waitFor(fmt.Sprintf("%d restarts", want), 90*time.Second, func() bool {
-		if d = e.started("brake"); d == nil {
+		if d = e.find("brake"); d == nil {
 			t.Fatal("domain gone")
 		}
 		if d.RecState != "running" && d.RecState != "creating" {
