@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -705,6 +706,18 @@ func (t *Toolstack) Destroy(dom string) error {
 
 // Control sends cmd to a live domain's hv.
 func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
+	r, err := t.running(dom)
+	if err != nil {
+		return r, err
+	}
+	if _, err := control.Call(r.Control, cmd, ControlTimeout); err != nil {
+		return r, fmt.Errorf("toolstack: domain %s: %w", r.Name, err)
+	}
+	return r, nil
+}
+
+// running finds dom and checks its hv runs and answers.
+func (t *Toolstack) running(dom string) (*Record, error) {
 	r, err := t.State.Find(dom)
 	if err != nil {
 		return nil, err
@@ -712,10 +725,31 @@ func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
 	if r.State != StateRunning || !r.HVAlive() {
 		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
 	}
-	if _, err := control.Call(r.Control, cmd, ControlTimeout); err != nil {
-		return r, fmt.Errorf("toolstack: domain %s: %w", r.Name, err)
-	}
+	awaitListening(r)
 	return r, nil
+}
+
+// awaitListening gives an hv that has just started the time its monitor
+// gives it to listen on its control socket. A record turns running as its
+// hv starts, before the hv listens; xl create returns only once it does,
+// but an on_reboot restart has no caller to wait, so a command right
+// after one (xl shutdown -a, as CI met) found no socket. It returns when
+// the socket takes a connection, the hv ends, or startTimeout after the
+// hv's start; the caller's own call then reports what it finds.
+func awaitListening(r *Record) {
+	deadline := r.Start.Add(startTimeout)
+	for {
+		c, err := net.DialTimeout("unix", r.Control, ControlTimeout)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) ||
+			time.Now().After(deadline) || !r.HVAlive() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // WaitGone waits until domain id has stopped: its record is gone, moved

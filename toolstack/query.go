@@ -26,12 +26,9 @@ func (t *Toolstack) Query(dom, req string) (string, error) {
 	if req == "" || strings.ContainsAny(req, "\r\n") {
 		return "", fmt.Errorf("toolstack: query %q: want one word", req)
 	}
-	r, err := t.State.Find(dom)
+	r, err := t.running(dom)
 	if err != nil {
 		return "", err
-	}
-	if r.State != StateRunning || !r.HVAlive() {
-		return "", fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
 	}
 	if r.Vsock == "" {
 		return "", fmt.Errorf("toolstack: domain %s has no vsock device", r.Name)

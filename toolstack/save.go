@@ -77,18 +77,6 @@ func savedOf(r *Record, cfg *Config) ([]byte, error) {
 	return b, nil
 }
 
-// running finds dom and checks its hv runs.
-func (t *Toolstack) running(dom string) (*Record, error) {
-	r, err := t.State.Find(dom)
-	if err != nil {
-		return nil, err
-	}
-	if r.State != StateRunning || !r.HVAlive() {
-		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
-	}
-	return r, nil
-}
-
 // Save writes domain dom's snapshot to path (xl save). The hv writes it
 // into a temporary file beside path, which is fsynced and renamed over
 // path once the hv says the snapshot is whole; on any failure it is

@@ -165,19 +165,27 @@ func (f *controlFake) handle(c *net.UnixConn) {
 // process of its own, which destroy ends) answering on a controlFake.
 func runningDomain(t *testing.T, ts *Toolstack, name string) (*Record, *controlFake) {
 	t.Helper()
+	r := startedDomain(t, ts, name, time.Now())
+	f := &controlFake{t: t, hvPid: r.HVPid, data: []byte("XENOSNAP...")}
+	f.serve(r.Control)
+	return r, f
+}
+
+// startedDomain records domain name as running under a fake hv started
+// at start, with nothing on its control socket yet.
+func startedDomain(t *testing.T, ts *Toolstack, name string, start time.Time) *Record {
+	t.Helper()
 	r, err := ts.Reserve(plan(name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, start := fakeHV(t)
-	r.State, r.HVPid, r.HVStart = StateRunning, pid, start
-	r.Start = time.Now().UTC()
+	r.State = StateRunning
+	r.HVPid, r.HVStart = fakeHV(t)
+	r.Start = start.UTC()
 	if err := ts.State.Save(r); err != nil {
 		t.Fatal(err)
 	}
-	f := &controlFake{t: t, hvPid: pid, data: []byte("XENOSNAP...")}
-	f.serve(r.Control)
-	return r, f
+	return r
 }
 
 // A save that fails leaves no file and the domain as it was; one that
@@ -629,5 +637,32 @@ func TestMigrateReceiveFeedsTheStream(t *testing.T) {
 	}
 	if recs, _ := ts.State.Records(); len(recs) != 0 {
 		t.Errorf("left %d records", len(recs))
+	}
+}
+
+// A record turns running as its hv starts, before the hv listens; an
+// on_reboot restart has no caller that waits for the socket, so a command
+// right after one must wait for it (CI met xl shutdown -a finding no
+// socket), and a domain whose hv never listens is still reported.
+func TestControlWaitsForAStartingHV(t *testing.T) {
+	ts := newToolstack(t)
+	r := startedDomain(t, ts, "late", time.Now())
+	f := &controlFake{t: t, hvPid: r.HVPid}
+	time.AfterFunc(300*time.Millisecond, func() { f.serve(r.Control) })
+	if _, err := ts.Control("late", control.CmdPause); err != nil {
+		t.Fatalf("a command to an hv that listens 300 ms after its start: %v", err)
+	}
+	if paused, _ := f.state(); !paused {
+		t.Error("the pause did not reach the hv")
+	}
+
+	// An hv that started long ago and does not listen is not waited for.
+	startedDomain(t, ts, "deaf", time.Now().Add(-2*startTimeout))
+	t0 := time.Now()
+	if _, err := ts.Control("deaf", control.CmdPause); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("a command to an hv with no socket: %v", err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("a long-running hv with no socket was waited for %v", d)
 	}
 }
