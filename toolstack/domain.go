@@ -725,18 +725,19 @@ func (t *Toolstack) running(dom string) (*Record, error) {
 	if r.State != StateRunning || !r.HVAlive() {
 		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)
 	}
-	awaitListening(r)
+	AwaitListening(r)
 	return r, nil
 }
 
-// awaitListening gives an hv that has just started the time its monitor
-// gives it to listen on its control socket. A record turns running as its
-// hv starts, before the hv listens; xl create returns only once it does,
-// but an on_reboot restart has no caller to wait, so a command right
-// after one (xl shutdown -a, as CI met) found no socket. It returns when
-// the socket takes a connection, the hv ends, or startTimeout after the
-// hv's start; the caller's own call then reports what it finds.
-func awaitListening(r *Record) {
+// AwaitListening gives an hv that has just started the time its monitor
+// gives it to listen on its control socket (its console socket is open
+// by then). A record turns running as its hv starts, before the hv
+// listens; xl create returns only once it does, but an on_reboot restart
+// has no caller to wait, so a command right after one (xl shutdown -a, as
+// CI met) found no socket. It returns when the socket takes a connection,
+// the hv ends, or startTimeout after the hv's start; the caller's own
+// call then reports what it finds.
+func AwaitListening(r *Record) {
 	deadline := r.Start.Add(startTimeout)
 	for {
 		c, err := net.DialTimeout("unix", r.Control, ControlTimeout)

@@ -36,6 +36,9 @@ func attach(iox IO, ts *toolstack.Toolstack, dom string) error {
 		return err
 	}
 	r := recs[0]
+	if r.State == toolstack.StateRunning && r.HVAlive() {
+		toolstack.AwaitListening(r)
+	}
 	// The socket's directory is the jailed hv's: connect to a socket,
 	// never through a symlink it may have planted.
 	if fi, err := os.Lstat(r.Console); err == nil && fi.Mode().Type() != os.ModeSocket {
