@@ -39,7 +39,13 @@ func (r *Record) Orphaned() bool {
 // monitored reports whether r is in a state that needs a monitor: its hv
 // runs, or it is between an hv's end and its restart.
 func (r *Record) monitored() bool {
-	return r.State == StateRunning || (r.State == StateCreating && r.Restarts > 0)
+	return r.State == StateRunning || r.Restarting()
+}
+
+// Restarting reports whether r is between an hv's end and its restart
+// (on_reboot or on_crash restart): renumbered, its new hv not yet started.
+func (r *Record) Restarting() bool {
+	return r.State == StateCreating && r.Restarts > 0
 }
 
 // errMonitored says a domain to adopt already has a live monitor.

@@ -716,11 +716,20 @@ func (t *Toolstack) Control(dom, cmd string) (*Record, error) {
 	return r, nil
 }
 
-// running finds dom and checks its hv runs and answers.
+// running finds dom and checks its hv runs and answers. A domain that is
+// restarting is waited for: its monitor starts the new hv within the
+// brake's pause and its start timeout.
 func (t *Toolstack) running(dom string) (*Record, error) {
 	r, err := t.State.Find(dom)
 	if err != nil {
 		return nil, err
+	}
+	deadline := time.Now().Add(restartPause + startTimeout)
+	for r.Restarting() && r.monitorAlive() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		if r, err = t.State.Load(r.ID); err != nil {
+			return nil, err
+		}
 	}
 	if r.State != StateRunning || !r.HVAlive() {
 		return r, fmt.Errorf("toolstack: domain %s (ID %d) is not running (state %s)", r.Name, r.ID, r.State)

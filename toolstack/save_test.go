@@ -666,3 +666,40 @@ func TestControlWaitsForAStartingHV(t *testing.T) {
 		t.Errorf("a long-running hv with no socket was waited for %v", d)
 	}
 }
+
+// A domain between an hv's end and its restart is waited for, so that
+// xl shutdown -a does not miss one that the brake holds back for a
+// second.
+func TestControlWaitsForARestart(t *testing.T) {
+	ts := newToolstack(t)
+	r, err := ts.Reserve(plan("again"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Restarts = 1
+	r.MonitorPid, r.MonitorStart = os.Getpid(), procStart(os.Getpid())
+	if err := ts.State.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Restarting() {
+		t.Fatal("a renumbered record with no hv yet is not restarting")
+	}
+	pid, start := fakeHV(t)
+	f := &controlFake{t: t, hvPid: pid}
+	time.AfterFunc(300*time.Millisecond, func() {
+		if _, err := ts.update(r.ID, func(r *Record) error {
+			r.State, r.HVPid, r.HVStart, r.Start = StateRunning, pid, start, time.Now().UTC()
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		f.serve(r.Control)
+	})
+	if _, err := ts.Control("again", control.CmdShutdown); err != nil {
+		t.Fatalf("a command to a restarting domain: %v", err)
+	}
+	if _, cmds := f.state(); len(cmds) != 1 || !strings.HasPrefix(cmds[0], control.CmdShutdown) {
+		t.Errorf("the hv got %q", cmds)
+	}
+}

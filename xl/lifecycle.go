@@ -152,7 +152,7 @@ func askDomains(io IO, a ask, cmd string, pos []string, all, wait bool, timeout 
 	}
 	var targets []*toolstack.Record
 	for _, r := range recs {
-		if !all || r.State == toolstack.StateRunning {
+		if !all || r.State == toolstack.StateRunning || r.Restarting() {
 			targets = append(targets, r)
 		}
 	}
