@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +83,23 @@ func runHVLong(t testing.TB, bound time.Duration, args ...string) *run {
 // that is the hv's descriptor 3, as xl migrate-receive hands one.
 func runHVStream(t testing.TB, bound time.Duration, stream []byte, args ...string) *run {
 	t.Helper()
+	for try := 1; ; try++ {
+		r, sock, timedOut := runHVOnce(t, bound, stream, args...)
+		if timedOut && testenv.LabStall(t, try, r.stderr) {
+			continue
+		}
+		if timedOut {
+			t.Fatalf("hv %v: did not end within %v\nstdout:\n%s\nstderr:\n%s", args, bound, r.stdout, r.stderr)
+		}
+		r.exit = readExit(t, sock)
+		return r
+	}
+}
+
+// runHVOnce is one run of runHVStream, which reads its exit once it is
+// known not to have timed out.
+func runHVOnce(t testing.TB, bound time.Duration, stream []byte, args ...string) (r *run, sock string, timedOut bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd, sock, stdout, stderr := hvCmd(t, ctx, args...)
@@ -103,11 +119,10 @@ func runHVStream(t testing.TB, bound time.Duration, stream []byte, args ...strin
 	}
 	// An hv past its bound gets SIGQUIT first, as live.fatalf does, so
 	// that the failure shows where its goroutines (and vCPU threads) are.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 5 * time.Second
+	testenv.QuitOnCancel(cmd)
 	start := time.Now()
 	err := cmd.Run()
-	r := &run{elapsed: time.Since(start)}
+	r = &run{elapsed: time.Since(start)}
 	r.stdout, r.stderr = stdout.String(), stderr.String()
 	var ee *exec.ExitError
 	switch {
@@ -117,11 +132,7 @@ func runHVStream(t testing.TB, bound time.Duration, stream []byte, args ...strin
 	default:
 		t.Fatalf("hv %v: %v\nstderr:\n%s", args, err, r.stderr)
 	}
-	if ctx.Err() != nil {
-		t.Fatalf("hv %v: did not end within %v\nstdout:\n%s\nstderr:\n%s", args, bound, r.stdout, r.stderr)
-	}
-	r.exit = readExit(t, sock)
-	return r
+	return r, sock, ctx.Err() != nil
 }
 
 func readExit(t testing.TB, sock string) control.Exit {
