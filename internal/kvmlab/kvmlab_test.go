@@ -39,3 +39,23 @@ func TestQueueAndArgs(t *testing.T) {
 		t.Fatalf("unfinished, count 2: %v", got)
 	}
 }
+
+// Which boots the lab lost and so run again, from consoles it printed.
+func TestLostBoot(t *testing.T) {
+	for _, c := range []struct {
+		name, out string
+		lost      bool
+	}{
+		{"silent until the bound (CI, 2026-12-02)", "[    2.083069] Last level dTLB entries: 4KB 512, 2MB 0, 4MB 0, 1GB 0\nhv: terminated: destroying the domain\nhv: domain ended: destroyed after 240.097 s\n", true},
+		{"early triple fault", "[    2.7] x86: Booting SMP configuration:\nhv: crash: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)\n", true},
+		{"dead LAPIC timer", "[    1.9] APIC timer disabled due to verification failure\nhv: terminated: destroying the domain\n", true},
+		// Past init, a hang is the test's to judge, never a rerun.
+		{"bound after init", "[    0.51] Run /init as init process\nxeno-init: started\nhv: terminated: destroying the domain\n", false},
+		{"triple fault after init", "[    0.51] Run /init as init process\nhv: crash: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)\n", false},
+		{"a panic before init", "[    1.2] Kernel panic - not syncing: VFS: Unable to mount root fs\nhv: domain ended: crash\n", false},
+	} {
+		if got := lostBoot(c.out); got != c.lost {
+			t.Errorf("%s: lostBoot = %v, want %v", c.name, got, c.lost)
+		}
+	}
+}
