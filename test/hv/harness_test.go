@@ -62,8 +62,9 @@ func hvCmd(t testing.TB, ctx context.Context, args ...string) (*exec.Cmd, string
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = nil
-	// A hang's SIGQUIT (live.fatalf) then shows every goroutine.
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	// An hv past its bound, or sent SIGQUIT by live.fatalf, shows every
+	// goroutine (and where the vCPU threads are).
+	testenv.QuitOnCancel(cmd)
 	return cmd, sock, &stdout, &stderr
 }
 
@@ -117,9 +118,6 @@ func runHVOnce(t testing.TB, bound time.Duration, stream []byte, args ...string)
 			pw.Close()
 		}()
 	}
-	// An hv past its bound gets SIGQUIT first, as live.fatalf does, so
-	// that the failure shows where its goroutines (and vCPU threads) are.
-	testenv.QuitOnCancel(cmd)
 	start := time.Now()
 	err := cmd.Run()
 	r = &run{elapsed: time.Since(start)}
