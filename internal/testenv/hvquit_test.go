@@ -142,3 +142,40 @@ func main() {
 		}
 	}
 }
+
+// Only the lab's two known ways of spoiling a micro-guest run earn it a
+// second run, and only in the lab, and only once.
+func TestLabLoss(t *testing.T) {
+	const triple = "hv: crash: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)\nRIP=000000000000fff0\n"
+	const stuck = "goroutine 1 [running]:\nmain.main()\n\ngoroutine 7 [syscall, locked to thread]:\n" +
+		"syscall.Syscall(...)\ngithub.com/xeno-hv/xeno/hv/kvm.(*VCPU).Run(...)\n" +
+		"github.com/xeno-hv/xeno/hv/vm.(*VM).runVCPU(...)\n"
+	const blocked = "goroutine 7 [chan receive]:\ngithub.com/xeno-hv/xeno/hv/vm.(*VM).runVCPU(...)\n"
+	for _, c := range []struct {
+		name     string
+		lab      bool
+		try      int
+		timedOut bool
+		stderr   string
+		want     bool
+	}{
+		{"triple fault in the lab", true, 1, false, triple, true},
+		{"triple fault again", true, 2, false, triple, false},
+		{"triple fault on the host", false, 1, false, triple, false},
+		{"stall inside KVM_RUN", true, 1, true, stuck, true},
+		{"stall inside the hv", true, 1, true, blocked, false},
+		{"dump of a run that ended", true, 1, false, stuck, false},
+		{"the guest's own crash", true, 1, false, "hv: crash: guest reported a crash via the shutdown port\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.lab {
+				t.Setenv(InLabEnv, "1")
+			} else {
+				t.Setenv(InLabEnv, "")
+			}
+			if got := LabLoss(t, c.try, c.timedOut, c.stderr); got != c.want {
+				t.Errorf("LabLoss = %v, want %v", got, c.want)
+			}
+		})
+	}
+}

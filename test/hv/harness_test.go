@@ -86,7 +86,7 @@ func runHVStream(t testing.TB, bound time.Duration, stream []byte, args ...strin
 	t.Helper()
 	for try := 1; ; try++ {
 		r, sock, timedOut := runHVOnce(t, bound, stream, args...)
-		if timedOut && testenv.LabStall(t, try, r.stderr) {
+		if testenv.LabLoss(t, try, timedOut, r.stderr) {
 			continue
 		}
 		if timedOut {

@@ -9,7 +9,7 @@ import (
 	"github.com/xeno-hv/xeno/internal/testenv"
 )
 
-// The lab's second run of a stalled micro-guest (testenv.LabStall) rests
+// The lab's second run of a stalled micro-guest (testenv.LabLoss) rests
 // on reading a real hv's SIGQUIT dump: a guest that runs has its vCPU
 // inside KVM_RUN, a paused one does not.
 func TestStallDumpReadsKVMRun(t *testing.T) {

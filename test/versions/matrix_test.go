@@ -276,7 +276,7 @@ func runCPUIDGuest(t *testing.T, b hvBuild, args ...string) report {
 		err := c.Run()
 		timedOut := ctx.Err() != nil
 		cancel()
-		if timedOut && testenv.LabStall(t, try, stderr.String()) {
+		if testenv.LabLoss(t, try, timedOut, stderr.String()) {
 			continue
 		}
 		if err != nil || !strings.Contains(stdout.String(), "XTF RESULT cpuid PASS") {
