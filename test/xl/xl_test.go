@@ -176,6 +176,33 @@ func (e *env) assertClean() {
 	}
 }
 
+// domainLogs is what a failure shows of every domain still on record:
+// its record, and the tails of its monitor's log, hv.log and console.log.
+func (e *env) domainLogs() string {
+	var b strings.Builder
+	ents, _ := os.ReadDir(filepath.Join(e.state, "domains"))
+	for _, d := range ents {
+		id, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		rec, _ := os.ReadFile(filepath.Join(e.st().DomainDir(id), "record.json"))
+		fmt.Fprintf(&b, "--- domain %d: %s\n", id, bytes.TrimSpace(rec))
+		for _, f := range []string{e.st().MonitorLog(id), e.st().HVLog(id), e.st().ConsoleLog(id)} {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				fmt.Fprintf(&b, "%s: %v\n", filepath.Base(f), err)
+				continue
+			}
+			if len(body) > 4096 {
+				body = body[len(body)-4096:]
+			}
+			fmt.Fprintf(&b, "%s:\n%s\n", filepath.Base(f), body)
+		}
+	}
+	return b.String()
+}
+
 func (e *env) cleanup() {
 	if _, err := os.Stat(e.state); err == nil {
 		for _, d := range e.listQuiet() {
@@ -698,7 +725,7 @@ func TestCreateFlagsRebootShutdownAll(t *testing.T) {
 
 	o, errs, code := e.run("shutdown", "-a", "-w")
 	if code != 0 {
-		t.Fatalf("shutdown -a -w: %d %s %s", code, o, errs)
+		t.Fatalf("shutdown -a -w: %d %s %s\n%s", code, o, errs, e.domainLogs())
 	}
 	// on_poweroff defaults to destroy: both are gone.
 	if l := e.list(); len(l) != 0 {
