@@ -21,7 +21,7 @@ import (
 // "kvmlab: text" line that the lab's init prints (KASLR).
 func hangReport(qmpSock string, pid int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n=== kvmlab: the lab hung; QEMU used %s of CPU in the last second\n", qemuCPU(pid))
+	fmt.Fprintf(&b, "%s; QEMU used %s of CPU in the last second\n", hangMark, qemuCPU(pid))
 	out, err := qmp(qmpSock, 20*time.Second, []hmp{{"info cpus", -1}, {"info registers -a", -1}})
 	b.WriteString(out)
 	if err == nil {
@@ -44,6 +44,33 @@ func hangReport(qmpSock string, pid int) string {
 }
 
 var rspRe = regexp.MustCompile(`[RE]SP=([0-9a-f]+)`)
+
+// hangMark starts a hang report in a lab's console.
+const hangMark = "\n=== kvmlab: the lab hung"
+
+// failedConsole is what a test logs of a failed lab's console: its last n
+// lines, or, when a hang report ends it, the n lines before the report
+// and the report's QEMU CPU use, CPU headers and instruction pointers. A
+// plain tail would show only the end of the report's second register
+// dump (FPU and vector registers), which says nothing of where the lab
+// was stuck.
+func failedConsole(console string, n int) string {
+	before, report, hung := strings.Cut(console, hangMark)
+	if !hung {
+		return tail(console, n)
+	}
+	var b strings.Builder
+	b.WriteString(tail(before, n))
+	b.WriteString(hangMark)
+	for i, l := range strings.Split(report, "\n") {
+		if i == 0 || strings.HasPrefix(l, "CPU#") || strings.HasPrefix(l, "(qemu) info") ||
+			strings.Contains(l, "IP=") || strings.Contains(l, "end of the hang report") {
+			b.WriteString(l)
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
 
 // qemuCPU is the share of one host CPU that process pid used over a second.
 func qemuCPU(pid int) string {

@@ -47,4 +47,25 @@ func TestHangReport(t *testing.T) {
 	if regexp.MustCompile(`QEMU monitor:`).MatchString(r) {
 		t.Errorf("the monitor failed:\n%s", r)
 	}
+
+	// What a test logs of such a console keeps the lines before the
+	// report and the report's instruction pointers, not its vector
+	// registers.
+	console := "[    1.0] booting\nkvmlab: text ffffffff81000000\nhv: started" + r
+	got := failedConsole(console, 2)
+	for _, want := range []string{
+		`^kvmlab: text ffffffff81000000\nhv: started\n=== kvmlab: the lab hung; QEMU used \d+% of CPU`,
+		`(?s)CPU#0\n[RE]IP=0*fff0 .*CPU#1\n[RE]IP=`,
+		`end of the hang report\n$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(got) {
+			t.Errorf("failedConsole does not match %q:\n%s", want, got)
+		}
+	}
+	if regexp.MustCompile(`booting|YMM|x/64gx`).MatchString(got) {
+		t.Errorf("failedConsole kept more than its share:\n%s", got)
+	}
+	if got := failedConsole("a\nb\nc\n", 2); got != "b\nc" {
+		t.Errorf("failedConsole of a console with no report = %q, want the tail", got)
+	}
 }

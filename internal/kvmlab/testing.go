@@ -43,12 +43,12 @@ func labRun(t testing.TB, spec Spec, bound time.Duration) *Result {
 	}
 	defer testenv.Heavy(t)()
 	res, err := RunAgainIfDead(bound, spec, func(res *Result, err error) {
-		t.Logf("kvmlab: the lab machine failed (%v); running it once more. Its console:\n%s", err, tail(res.Console, 25))
+		t.Logf("kvmlab: the lab machine failed (%v); running it once more. Its console:\n%s", err, failedConsole(res.Console, 25))
 	})
 	if err != nil {
 		console := ""
 		if res != nil {
-			console = tail(res.Console, 60)
+			console = failedConsole(res.Console, 60)
 		}
 		t.Fatalf("%v; console:\n%s", err, console)
 	}
