@@ -186,8 +186,8 @@ func (e *env) domainLogs() string {
 		if err != nil {
 			continue
 		}
-		rec, _ := os.ReadFile(filepath.Join(e.st().DomainDir(id), "record.json"))
-		fmt.Fprintf(&b, "--- domain %d: %s\n", id, bytes.TrimSpace(rec))
+		rec, err := e.st().Load(id)
+		fmt.Fprintf(&b, "--- domain %d: %+v (%v)\n", id, rec, err)
 		for _, f := range []string{e.st().MonitorLog(id), e.st().HVLog(id), e.st().ConsoleLog(id)} {
 			body, err := os.ReadFile(f)
 			if err != nil {
